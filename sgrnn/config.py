@@ -1,0 +1,104 @@
+"""Typed configuration: one dataclass per config group, registered in Hydra's ConfigStore.
+
+The groups are the axes of variation of the paper's RNN experiments (section 3.1):
+``task`` (copy | repeat-copy | ptb), ``sg`` (off | on), plus the nested ``model``, ``optim``
+and ``train`` nodes and the top-level truncation length ``T``. ``conf/config.yaml`` picks the
+defaults and the run-folder layout; every field here can be overridden from the command line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class CopyTaskConfig:
+    name: str = "copy"  # task name: copy | repeat-copy (NTM tasks, Graves et al. 2014)
+    repeat: bool = False  # Repeat Copy: output the N vectors R times, then an end marker
+    bits: int = 8  # width of each random binary vector (NTM: 8)
+    batch_size: int = 256  # episodes per batch (all share N and R)
+    threshold: float = 0.15  # curriculum: running error (bits/sequence) below which a length is solved (paper)
+    window: int = 5  # curriculum: episodes averaged into the running error
+    repeat_norm: float = 10.0  # Repeat Copy: R is fed as R / repeat_norm on its own channel
+    max_N: int = 10_000  # curriculum stops growing N past this
+
+
+@dataclass
+class PTBTaskConfig:
+    name: str = "ptb"  # Penn Treebank characters (Mikolov's split), a continuous stream
+    data_dir: str = "${oc.env:SGRNN_DATA_DIR,data/ptb}"  # folder with ptb.char.{train,valid,test}.txt
+    batch_size: int = 128  # B columns of the stream, state carried across segments
+    embedding_size: int = 128  # character embedding width
+    val_every: int = 2000  # updates between validations (and early-stopping checks)
+    val_symbols: int = 0  # symbols of the validation set scored at each check (0 = all 393,042)
+    patience: int = 5  # early stopping: validations without improvement before stopping
+    eval_batch_size: int = 256  # columns used when scoring validation and test
+
+
+@dataclass
+class SGConfig:
+    name: str = "off"  # off: plain truncated BPTT; on: DNI (synthetic gradient at each boundary)
+    hidden_size: int = 0  # synthetic-gradient model M: 0 = linear (paper default); >0 = one hidden ReLU layer
+    scale: float = 1.0  # factor on the injected synthetic gradient g_hat (paper silent; logged)
+    scale_in_target: bool = True  # bootstrapped target uses the scaled g_hat (a discounted gradient); False costs one more backward
+    lr: float = 1e-4  # Adam learning rate of M (its own parameter group)
+    clip: float = 1.0  # gradient-norm clip of M's parameters, separate from the core's
+    loss_weight: float = 1.0  # weight of M's L2 regression loss (paper: 1)
+
+
+@dataclass
+class ModelConfig:
+    hidden_size: int = 256  # LSTM units per layer
+    num_layers: int = 1  # stacked LSTM layers; the state s is (h, c) of every layer
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3  # Adam learning rate of the core (LSTM + readout)
+    clip: float = 1.0  # gradient-norm clip of the core's parameters (0 = off)
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 1_000_000  # parameter updates (one per segment of T steps); whichever of steps/minutes comes first
+    max_minutes: float = 5.0  # wall-clock budget of the run in minutes
+    log_every: int = 100  # updates between TensorBoard writes (a host sync each)
+    threads: int = 0  # torch intra-op threads (0 = all cores)
+    progress: Optional[bool] = None  # tqdm bar: None = only when stderr is a terminal
+
+
+@dataclass
+class Config:
+    task: Any = MISSING  # task group: copy | repeat-copy | ptb
+    sg: SGConfig = MISSING  # sg group: off | on
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    T: int = 3  # truncation length: time steps per segment, one update per segment
+    seed: int = 0  # seeds torch (data and initialisation)
+    device: str = "auto"  # auto | cpu | cuda
+
+
+TASKS = {
+    "copy": CopyTaskConfig(),
+    "repeat-copy": CopyTaskConfig(name="repeat-copy", repeat=True),
+    "ptb": PTBTaskConfig(),
+}
+SG_OPTIONS = {
+    "off": SGConfig(name="off"),
+    "on": SGConfig(name="on"),
+}
+
+
+def register_configs() -> None:
+    """Put the schema and every group option in Hydra's ConfigStore (idempotent)."""
+    cs = ConfigStore.instance()
+    cs.store(name="sgrnn_schema", node=Config)
+    for name, node in TASKS.items():
+        cs.store(group="task", name=name, node=node)
+    for name, node in SG_OPTIONS.items():
+        cs.store(group="sg", name=name, node=node)

@@ -1,0 +1,9 @@
+"""The one exception type that means "the user asked for something that cannot work".
+
+The CLI prints its message as one line and exits non-zero, with no traceback (set
+HYDRA_FULL_ERROR=1 for the traceback). Anything else is a bug and keeps its traceback.
+"""
+
+
+class UserError(Exception):
+    """Bad input: a config value, a missing or corrupt data file, an unavailable device."""

@@ -1,0 +1,201 @@
+"""Copy and Repeat Copy (Graves, Wayne, Danihelka 2014, "Neural Turing Machines"), as used by
+DNI section 3.1, with the curriculum of the paper.
+
+Layout of one episode (time runs down, B episodes side by side, all with the same N and R)::
+
+    Copy, input channels  [8 bits | delimiter]           target channels [8 bits]
+      t = 0 .. N-1         random bits   0                 -            (mask 0)
+      t = N                0             1                 -            (mask 0)
+      t = N+1 .. 2N        0             0                 bits[t-N-1]  (mask 1)
+
+    Repeat Copy, input    [8 bits | delimiter | R/norm]    target [8 bits | end marker]
+      t = 0 .. N-1         random bits   0   0              -                   (mask 0)
+      t = N                0             1   R/norm         -                   (mask 0)
+      t = N+1 .. N+N*R     0             0   0              bits[(t-N-1) % N], 0 (mask 1)
+      t = N+N*R+1          0             0   0              0, 1                (mask 1)
+
+The paper reports lengths as N+3 (Copy) and N*R+3 (Repeat Copy); the dependency span (longest
+distance between an input and an output that depends on it) is N+1 and N*R+1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from sgrnn.tasks import Segment
+
+
+@dataclass
+class Episode:
+    x: torch.Tensor  # [L, B, input_size] float
+    y: torch.Tensor  # [L, B, output_size] float in {0, 1}
+    mask: torch.Tensor  # [L, 1, 1] float: 1 on the steps that are scored
+
+
+def paper_length(N: int, R: int, repeat: bool) -> int:
+    """The paper's length convention: N+3 for Copy, N*R+3 for Repeat Copy."""
+    return N * R + 3 if repeat else N + 3
+
+
+def dependency_span(N: int, R: int, repeat: bool) -> int:
+    """Longest distance in time steps between an input and an output that depends on it."""
+    return N * R + 1 if repeat else N + 1
+
+
+class CopyTask:
+    """Episode generator for Copy / Repeat Copy; everything is built on ``device`` in one go."""
+
+    def __init__(self, bits: int = 8, repeat: bool = False, repeat_norm: float = 10.0):
+        self.bits, self.repeat, self.repeat_norm = bits, repeat, repeat_norm
+        self.input_size = bits + (2 if repeat else 1)
+        self.output_size = bits + (1 if repeat else 0)
+
+    def episode_length(self, N: int, R: int) -> int:
+        return N + 1 + (N * R + 1 if self.repeat else N)
+
+    def sample(self, N: int, R: int, batch: int, generator: torch.Generator, device) -> Episode:
+        R = R if self.repeat else 1
+        L = self.episode_length(N, R)
+        seq = torch.randint(0, 2, (N, batch, self.bits), generator=generator, device=device).float()
+        x = torch.zeros(L, batch, self.input_size, device=device)
+        y = torch.zeros(L, batch, self.output_size, device=device)
+        mask = torch.zeros(L, 1, 1, device=device)
+        x[:N, :, : self.bits] = seq
+        x[N, :, self.bits] = 1.0  # delimiter
+        out = slice(N + 1, N + 1 + N * R)
+        y[out, :, : self.bits] = seq.repeat(R, 1, 1)
+        mask[out] = 1.0
+        if self.repeat:
+            x[N, :, self.bits + 1] = R / self.repeat_norm
+            y[L - 1, :, self.bits] = 1.0  # end marker
+            mask[L - 1] = 1.0
+        return Episode(x, y, mask)
+
+    @staticmethod
+    def loss(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Sigmoid cross-entropy summed over scored steps and channels, mean over the batch
+        (nats per sequence). Summing (not averaging) over time keeps the loss of an episode
+        equal to the sum of its segments' losses, which the synthetic-gradient maths relies on."""
+        ce = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
+        return (ce * mask).sum() / y.shape[1]
+
+    @staticmethod
+    def bit_errors(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Wrong bits summed over scored steps and channels and over the batch (a 0-d tensor)."""
+        return (((logits > 0).float() != y).float() * mask).sum()
+
+
+class Curriculum:
+    """Start at N = 1, R = 1. When the running error (mean bits per sequence over the last
+    ``window`` episodes at this length) falls below ``threshold``, the length is solved and the
+    task grows: Repeat Copy raises R while R < N, otherwise N (keeping R); Copy raises N.
+    This order reproduces the paper's Repeat Copy figures (5, 7, 19, 23, 33, 39, 59 = N*R+3)."""
+
+    def __init__(self, repeat: bool, threshold: float = 0.15, window: int = 5, max_N: int = 10_000):
+        self.repeat, self.threshold, self.window, self.max_N = repeat, threshold, window, max_N
+        self.N, self.R = 1, 1
+        self.solved: tuple[int, int] | None = None  # largest (N, R) solved so far
+        self.recent: list[float] = []
+
+    def update(self, bits_per_sequence: float) -> bool:
+        """Record one episode's error; return True when the length was solved (and grown)."""
+        self.recent = (self.recent + [bits_per_sequence])[-self.window :]
+        if len(self.recent) < self.window or sum(self.recent) / self.window >= self.threshold:
+            return False
+        self.solved = (self.N, self.R)
+        if self.repeat and self.R < self.N:
+            self.R += 1
+        elif self.N < self.max_N:
+            self.N += 1
+        self.recent = []
+        return True
+
+    @property
+    def running_error(self) -> float:
+        return sum(self.recent) / len(self.recent) if self.recent else float("nan")
+
+    def max_solved(self) -> dict:
+        """The largest length solved; all zeros when not even N = 1 was solved."""
+        if self.solved is None:
+            return {"N": 0, "R": 0, "length": 0, "span": 0}
+        N, R = self.solved
+        return {
+            "N": N,
+            "R": R,
+            "length": paper_length(N, R, self.repeat),
+            "span": dependency_span(N, R, self.repeat),
+        }
+
+    def state_dict(self) -> dict:
+        return {"N": self.N, "R": self.R, "solved": self.solved, "recent": list(self.recent)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.N, self.R, self.recent = state["N"], state["R"], list(state["recent"])
+        self.solved = tuple(state["solved"]) if state["solved"] else None
+
+
+class CopyStream:
+    """Batched episodes at the curriculum's current (N, R), cut into segments of T steps from
+    each episode's start (the last segment may be shorter). Every episode starts from a reset
+    state and nothing flows back from beyond its end."""
+
+    def __init__(self, cfg, T: int, device: torch.device, generator: torch.Generator):
+        self.task = CopyTask(cfg.bits, cfg.repeat, cfg.repeat_norm)
+        self.curriculum = Curriculum(cfg.repeat, cfg.threshold, cfg.window, cfg.max_N)
+        self.input_size, self.output_size = self.task.input_size, self.task.output_size
+        self.vocab_size = 0
+        self.T, self.batch, self.device, self.generator = T, cfg.batch_size, device, generator
+        self.episode: Episode | None = None
+        self.pos = 0
+        self.errors = torch.zeros((), device=device)
+        self.episodes = 0
+        self.done = False  # the curriculum has no end short of max_N
+
+    def next_segment(self) -> Segment:
+        if self.episode is None:
+            c = self.curriculum
+            self.episode = self.task.sample(c.N, c.R, self.batch, self.generator, self.device)
+            self.pos = 0
+        ep, L, t = self.episode, self.episode.x.shape[0], self.pos
+        seg = slice(t, min(t + self.T, L))
+        self.pos += self.T
+        return Segment(ep.x[seg], ep.y[seg], ep.mask[seg], first=t == 0, last=t + self.T >= L)
+
+    def loss(self, logits: torch.Tensor, seg: Segment) -> torch.Tensor:
+        return self.task.loss(logits, seg.y, seg.mask)
+
+    def record(self, logits: torch.Tensor, seg: Segment) -> dict:
+        """Accumulate bit errors on the device; at an episode's end, one host sync and the
+        curriculum step."""
+        self.errors += self.task.bit_errors(logits, seg.y, seg.mask)
+        if not seg.last:
+            return {}
+        bits = self.errors.item() / self.batch
+        self.errors.zero_()
+        self.episode = None
+        self.episodes += 1
+        c = self.curriculum
+        out = {"train/bits": bits, "curriculum/N": c.N, "curriculum/R": c.R}
+        if c.update(bits):
+            out["curriculum/length_solved"] = c.max_solved()["length"]
+        return out
+
+    def evaluate(self, core, step: int) -> dict:
+        return {}
+
+    def finish(self, core, step: int) -> dict:
+        return {}
+
+    def progress(self) -> dict:
+        c = self.curriculum
+        p = {"N": c.N, "err": f"{c.running_error:.2f}"}
+        if self.task.repeat:
+            p["R"] = c.R
+        return p
+
+    def summary(self) -> dict:
+        return {"max_solved": self.curriculum.max_solved(), "episodes": self.episodes,
+                "curriculum": {"N": self.curriculum.N, "R": self.curriculum.R}}

@@ -1,0 +1,131 @@
+"""What a run leaves behind: TensorBoard scalars (namespaced), a tqdm bar, and summary.json.
+
+Per-update values stay on the device and are summed there; the host reads them once every
+``train.log_every`` updates, so logging adds no sync to the hot path.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams
+from tqdm import tqdm
+
+
+def atomic_write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2, default=str)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class RunLog:
+    def __init__(self, run_dir: str | Path, cfg, device: torch.device, task):
+        self.dir = Path(run_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.cfg, self.device, self.task = cfg, device, task
+        self.writer = SummaryWriter(str(self.dir))
+        self.writer.add_text("config", "```\n" + OmegaConf.to_yaml(cfg) + "\n```", 0)
+        self.every = cfg.train.log_every
+        self.samples = 0
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = 0
+        self.start = self.last_time = time.monotonic()
+        self.last_step = 0
+        show = cfg.train.progress if cfg.train.progress is not None else sys.stderr.isatty()
+        self.budget_s = 60 * cfg.train.max_minutes
+        self.bar = tqdm(total=100, disable=not show, unit="%", bar_format="{l_bar}{bar}| {elapsed}<{remaining}{postfix}")
+
+    def update(self, step: int, seg, loss, grad_norm, sg_stats, episode: dict) -> None:
+        """Called once per update with on-device tensors; writes every ``log_every`` updates."""
+        self.samples += seg.x.shape[0] * seg.x.shape[1]
+        self._add("train/loss", loss)
+        if grad_norm is not None:
+            self._add("train/grad_norm", grad_norm)
+        for k, v in (sg_stats or {}).items():
+            self._add(k, v)
+        self.count += 1
+        self.scalars(step, episode)
+        if step % self.every == 0:
+            self.flush(step)
+
+    def _add(self, key: str, value: torch.Tensor) -> None:
+        self.sums[key] = self.sums[key] + value if key in self.sums else value.clone()
+
+    def scalars(self, step: int, values: dict) -> None:
+        for k, v in values.items():
+            self.writer.add_scalar(k, v, step)
+        if values:
+            self.bar.set_postfix(self._postfix(), refresh=False)
+
+    def flush(self, step: int) -> None:
+        now = time.monotonic()
+        means = {k: (v / self.count).item() for k, v in self.sums.items()}  # the one host sync
+        for k, v in means.items():
+            self.writer.add_scalar(k, v, step)
+        rate = (step - self.last_step) / max(now - self.last_time, 1e-9)
+        self.writer.add_scalar("perf/steps_per_s", rate, step)
+        self.writer.add_scalar("perf/samples", self.samples, step)
+        self.sums, self.count, self.last_time, self.last_step = {}, 0, now, step
+        self.bar.set_postfix({"step": step, "loss": f"{means.get('train/loss', math.nan):.3f}", **self._postfix()}, refresh=False)
+        done = max(step / self.cfg.train.max_steps, (now - self.start) / self.budget_s)
+        self.bar.update(min(100.0, 100.0 * done) - self.bar.n)
+
+    def _postfix(self) -> dict:
+        return self.task.progress()
+
+    def close(self, step: int, stop: str, task_summary: dict) -> dict:
+        if self.count:
+            self.flush(step)
+        self.bar.close()
+        cfg = self.cfg
+        summary = {
+            "status": "complete",
+            "stop_reason": stop,
+            "task": cfg.task.name,
+            "sg": cfg.sg.name,
+            "T": cfg.T,
+            "seed": cfg.seed,
+            "steps": step,
+            "samples": self.samples,
+            "wall_s": round(time.monotonic() - self.start, 3),
+            "device": str(self.device),
+            "threads": torch.get_num_threads(),
+            "sg_scale": cfg.sg.scale if cfg.sg.name != "off" else None,
+            "sg_scale_in_target": cfg.sg.scale_in_target if cfg.sg.name != "off" else None,
+            **task_summary,
+            "config": OmegaConf.to_container(cfg, resolve=True),
+        }
+        metrics = {k: v for k, v in _flat_metrics(task_summary).items()}
+        hp = {"task": cfg.task.name, "sg": cfg.sg.name, "T": cfg.T, "seed": cfg.seed, "sg_scale": cfg.sg.scale,
+              "hidden": cfg.model.hidden_size, "lr": cfg.optim.lr, "sg_lr": cfg.sg.lr}
+        for part in hparams(hp, metrics):
+            self.writer.file_writer.add_summary(part)
+        for k, v in metrics.items():
+            self.writer.add_scalar(k, v, step)
+        self.writer.close()
+        atomic_write_json(self.dir / "summary.json", summary)
+        return summary
+
+
+def _flat_metrics(task_summary: dict) -> dict:
+    """The headline numbers, as TensorBoard hparams metrics."""
+    out = {}
+    if "max_solved" in task_summary:
+        for k in ("length", "span", "N", "R"):
+            out[f"result/max_solved_{k}"] = float(task_summary["max_solved"][k])
+    for k in ("best_valid_bpc", "test_bpc"):
+        if k in task_summary and math.isfinite(task_summary[k]):
+            out[f"result/{k}"] = float(task_summary[k])
+    return out
