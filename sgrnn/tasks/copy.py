@@ -94,9 +94,9 @@ class Curriculum:
     task grows: Repeat Copy raises R while R < N, otherwise N (keeping R); Copy raises N.
     This order reproduces the paper's Repeat Copy figures (5, 7, 19, 23, 33, 39, 59 = N*R+3)."""
 
-    def __init__(self, repeat: bool, threshold: float = 0.15, window: int = 5, max_N: int = 10_000):
+    def __init__(self, repeat: bool, threshold: float = 0.15, window: int = 5, max_N: int = 10_000, N: int = 1, R: int = 1):
         self.repeat, self.threshold, self.window, self.max_N = repeat, threshold, window, max_N
-        self.N, self.R = 1, 1
+        self.N, self.R = N, R if repeat else 1
         self.solved: tuple[int, int] | None = None  # largest (N, R) solved so far
         self.recent: list[float] = []
 
@@ -144,7 +144,7 @@ class CopyStream:
 
     def __init__(self, cfg, T: int, device: torch.device, generator: torch.Generator):
         self.task = CopyTask(cfg.bits, cfg.repeat, cfg.repeat_norm)
-        self.curriculum = Curriculum(cfg.repeat, cfg.threshold, cfg.window, cfg.max_N)
+        self.curriculum = Curriculum(cfg.repeat, cfg.threshold, cfg.window, cfg.max_N, cfg.start_N, cfg.start_R)
         self.input_size, self.output_size = self.task.input_size, self.task.output_size
         self.vocab_size = 0
         self.T, self.batch, self.device, self.generator = T, cfg.batch_size, device, generator

@@ -1,0 +1,71 @@
+"""End to end through the real `sgrnn` command: one tiny run per task, a sweep, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+COMMON = ["train.max_steps=12", "train.log_every=4", "model.hidden_size=16", "device=cpu"]
+KEYS = {"task", "sg", "T", "seed", "steps", "samples", "wall_s", "device", "status"}
+
+
+def sgrnn(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "sgrnn.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+@pytest.mark.parametrize("task, sg", [("copy", "on"), ("repeat-copy", "on"), ("ptb", "on")])
+def test_tiny_train_writes_a_complete_summary(tmp_path, ptb_dir, task, sg):
+    extra = [f"task.data_dir={ptb_dir}", "task.val_every=5", "task.val_symbols=2000", "task.eval_batch_size=16"]
+    r = sgrnn("train", f"task={task}", f"sg={sg}", "T=4", "seed=1", *COMMON, *(extra if task == "ptb" else []),
+              f"hydra.run.dir={tmp_path}")
+    assert r.returncode == 0, r.stderr
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert KEYS <= s.keys() and s["status"] == "complete"
+    assert (s["task"], s["sg"], s["T"], s["seed"], s["steps"], s["device"]) == (task, sg, 4, 1, 12, "cpu")
+    assert s["samples"] > 0 and s["wall_s"] > 0
+    if task == "ptb":
+        assert 0 < s["best_valid_bpc"] < 6 and 0 < s["test_bpc"] < 6
+        assert s["samples"] == 12 * 4 * 128
+    else:
+        assert set(s["max_solved"]) == {"N", "R", "length", "span"}
+    assert list(tmp_path.glob("events.out.tfevents.*"))
+
+
+def test_multirun_sweep_writes_one_folder_per_cell(tmp_path):
+    r = sgrnn("train", "-m", "sg=off,on", "T=2,3", *COMMON, f"hydra.sweep.dir={tmp_path}")
+    assert r.returncode == 0, r.stderr
+    found = sorted(p.parent.name for p in tmp_path.glob("copy/*/summary.json"))
+    suffix = ",model.hidden_size=16,train.max_steps=12"
+    assert found == [f"sg={s},T={T},seed=0{suffix}" for s in ("off", "on") for T in (2, 3)]
+
+
+def test_bad_value_is_one_line_and_a_nonzero_exit(tmp_path):
+    r = sgrnn("train", "T=0", *COMMON, f"hydra.run.dir={tmp_path}")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1] == "sgrnn: error: T must be positive, got 0"
+    assert "Traceback" not in r.stderr
+
+
+def test_missing_ptb_data_is_one_line(tmp_path):
+    r = sgrnn("train", "task=ptb", f"task.data_dir={tmp_path}/none", *COMMON, f"hydra.run.dir={tmp_path}/run")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("sgrnn: error: PTB data not found") and "fetch-ptb" in last
+
+
+def test_unknown_group_option_lists_the_valid_ones(tmp_path):
+    r = sgrnn("train", "task=nope", f"hydra.run.dir={tmp_path}")
+    assert r.returncode != 0
+    assert "copy" in r.stderr and "repeat-copy" in r.stderr and "ptb" in r.stderr
+
+
+def test_hydra_features_work_through_the_subcommand():
+    r = sgrnn("train", "--cfg", "job", "task=repeat-copy", "sg=on", "T=5")
+    assert r.returncode == 0 and "repeat: true" in r.stdout and "T: 5" in r.stdout
+    r = sgrnn("train", "--help")
+    assert r.returncode == 0 and "sgrnn train" in r.stdout and "task: copy, ptb, repeat-copy" in r.stdout
+    r = sgrnn("nope")
+    assert r.returncode == 2 and "unknown command" in r.stderr

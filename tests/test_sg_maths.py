@@ -1,0 +1,164 @@
+"""The synthetic-gradient maths (../shared/PAPER.md, "Checks that no public implementation
+has"), on a 2-layer LSTM in float64 so equalities are tight."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from sgrnn.model import LSTMCore
+from sgrnn.sg import DNI, SyntheticGradientModel
+from sgrnn.tasks.copy import CopyTask
+
+from conftest import make_cfg
+
+
+def setup(T=3, N=5, B=4, layers=2, seed=0):
+    torch.manual_seed(seed)
+    task = CopyTask()
+    ep = task.sample(N, 1, B, torch.Generator().manual_seed(seed), "cpu")
+    ep.x, ep.y, ep.mask = ep.x.double(), ep.y.double(), ep.mask.double()
+    core = LSTMCore(task.input_size, task.output_size, hidden_size=6, num_layers=layers).double()
+    segments = [slice(t, min(t + T, ep.x.shape[0])) for t in range(0, ep.x.shape[0], T)]
+    return task, ep, core, segments
+
+
+def sg_cfg(**kw):
+    cfg = make_cfg("sg=on").sg
+    for k, v in kw.items():
+        cfg[k] = v
+    return cfg
+
+
+def grads(core):
+    return [p.grad.clone() for p in core.parameters()]
+
+
+def truncated_grads(core, task, ep, segments, dni, predict):
+    """Accumulate the core's gradients over all segments of one episode, no update between."""
+    core.zero_grad()
+    state = core.zero_state(ep.x.shape[1], "cpu").double()
+    for k, seg in enumerate(segments):
+        s0 = dni.start(state, first=k == 0)
+        logits, s_end = core(ep.x[seg], s0)
+        loss = task.loss(logits, ep.y[seg], ep.mask[seg])
+        last = k == len(segments) - 1
+        dni.backward(loss, s0, s_end, None if last else predict(k, s_end))
+        state = s_end.detach()
+    return grads(core)
+
+
+def test_sg_model_starts_at_exactly_zero():
+    for hidden in (0, 16):
+        m = SyntheticGradientModel(12, hidden)
+        assert torch.count_nonzero(m.net[-1].weight) == 0 and torch.count_nonzero(m.net[-1].bias) == 0
+        assert torch.count_nonzero(m(torch.randn(5, 12))) == 0
+
+
+def test_zero_synthetic_gradient_equals_plain_truncated_bptt():
+    task, ep, core, segments = setup()
+    plain = truncated_grads(core, task, ep, segments, DNI(None, core.state_size, "cpu"), lambda k, s: None)
+    dni = DNI(sg_cfg(), core.state_size, "cpu")
+    dni.model.double()
+    with_zero = truncated_grads(core, task, ep, segments, dni, lambda k, s: dni.predict(s, last=False))
+    assert all(torch.equal(a, b) for a, b in zip(plain, with_zero))
+    # ... and a nonzero prediction does change them (the comparison can fail).
+    nn.init.normal_(dni.model.net[-1].weight)
+    changed = truncated_grads(core, task, ep, segments, dni, lambda k, s: dni.predict(s, last=False))
+    assert not all(torch.allclose(a, b) for a, b in zip(plain, changed))
+
+
+def oracle_future_gradients(core, task, ep, segments):
+    """Full BPTT over the whole episode: parameter gradients, and the exact gradient of all
+    later losses with respect to each boundary state (per sequence, i.e. times B)."""
+    core.zero_grad()
+    state = core.zero_state(ep.x.shape[1], "cpu").double()
+    total, boundaries = 0.0, []
+    for seg in segments:
+        logits, state = core(ep.x[seg], state)
+        total = total + task.loss(logits, ep.y[seg], ep.mask[seg])
+        boundaries.append(state)
+    futures = torch.autograd.grad(total, boundaries[:-1], retain_graph=True)
+    total.backward()
+    return grads(core), [g * ep.x.shape[1] for g in futures]
+
+
+def test_oracle_future_gradient_makes_truncated_bptt_equal_full_bptt():
+    task, ep, core, segments = setup(T=3, N=5, layers=2)  # 11 steps: segments of 3, 3, 3, 2
+    # Reference: one backward pass through the whole unsegmented episode.
+    core.zero_grad()
+    logits, _ = core(ep.x, core.zero_state(ep.x.shape[1], "cpu").double())
+    task.loss(logits, ep.y, ep.mask).backward()
+    full = grads(core)
+    _, futures = oracle_future_gradients(core, task, ep, segments)
+    dni = DNI(sg_cfg(scale=1.0), core.state_size, "cpu")
+    oracle = truncated_grads(core, task, ep, segments, dni, lambda k, s: futures[k])
+    for a, b in zip(full, oracle):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    plain = truncated_grads(core, task, ep, segments, DNI(None, core.state_size, "cpu"), lambda k, s: None)
+    assert max((a - b).abs().max().item() for a, b in zip(full, plain)) > 1e-6  # truncation matters here
+
+
+@pytest.mark.parametrize("scale, in_target", [(1.0, True), (0.1, True), (0.1, False)])
+def test_bootstrapped_target_is_the_gradient_reaching_the_start_state(scale, in_target):
+    task, ep, core, segments = setup()
+    dni = DNI(sg_cfg(scale=scale, scale_in_target=in_target), core.state_size, "cpu")
+    dni.model.double()
+    nn.init.normal_(dni.model.net[-1].weight, std=0.3)
+    B, seg = ep.x.shape[1], segments[2]
+    s_start = torch.randn(B, core.state_size, dtype=torch.float64)
+
+    def segment(s):
+        logits, s_end = core(ep.x[seg], s)
+        return task.loss(logits, ep.y[seg], ep.mask[seg]), s_end
+
+    # Independent reference: d(segment loss)/ds + the vector-Jacobian product J^T g_hat.
+    s = s_start.clone().requires_grad_()
+    loss, s_end = segment(s)
+    g_hat = dni.predict(s_end, last=False)
+    (dloss,) = torch.autograd.grad(loss, s, retain_graph=True)
+    (jtg,) = torch.autograd.grad(s_end, s, grad_outputs=g_hat / B)
+    expected = B * (dloss + (scale if in_target else 1.0) * jtg)
+
+    leaf = dni.start(s_start, first=False)
+    loss, s_end = segment(leaf)
+    core.zero_grad()
+    dni.backward(loss, leaf, s_end, dni.predict(s_end, last=False))
+    torch.testing.assert_close(dni.bootstrapped_target(leaf), expected, rtol=1e-10, atol=1e-12)
+    # The core's update always uses the scaled prediction.
+    param_grads = grads(core)
+    core.zero_grad()
+    ref_loss, ref_end = segment(s_start)
+    (ref_loss + scale * (g_hat * ref_end).sum() / B).backward()
+    for a, b in zip(param_grads, grads(core)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_sg_regression_trains_only_M_onto_the_target():
+    task, ep, core, segments = setup()
+    dni = DNI(sg_cfg(loss_weight=1.0), core.state_size, "cpu")
+    dni.model.double()
+    B = ep.x.shape[1]
+    leaf = dni.start(torch.randn(B, core.state_size, dtype=torch.float64), first=False)
+    logits, s_end = core(ep.x[segments[2]], leaf)
+    core.zero_grad()
+    dni.backward(task.loss(logits, ep.y[segments[2]], ep.mask[segments[2]]), leaf, s_end, None)
+    before = grads(core)
+    stats = dni.learn(leaf)
+    assert all(torch.equal(a, b) for a, b in zip(before, grads(core)))  # nothing leaks into the core
+    target = B * leaf.grad
+    # M starts at zero, so its loss is 0.5 * mean_b |target_b|^2 and the bias gradient is -mean_b target_b.
+    torch.testing.assert_close(stats["sg/loss"], 0.5 * target.pow(2).sum(1).mean())
+    torch.testing.assert_close(dni.model.net[-1].bias.grad, -target.mean(0))
+    assert stats["sg/loss"] > 0
+
+
+def test_no_target_at_an_episode_start_and_no_prediction_at_its_end():
+    dni = DNI(sg_cfg(), 8, "cpu")
+    s = torch.randn(3, 8)
+    assert not dni.start(s, first=True).requires_grad
+    assert dni.start(s, first=False).requires_grad
+    assert dni.predict(s, last=True) is None
+    assert dni.predict(s, last=False) is not None
+    assert DNI(None, 8, "cpu").predict(s, last=False) is None
