@@ -9,9 +9,9 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from sgrnn.config import register_configs
+from sgrnn.config import conf_dir, register_configs
 from sgrnn.errors import UserError
 
 USAGE = """usage: sgrnn COMMAND [ARGS]
@@ -22,16 +22,6 @@ commands:
 """
 
 
-def conf_dir() -> str:
-    """conf/ at the repository root (editable install), else the copy shipped in the package."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "conf", here / "conf"):
-        if (candidate / "config.yaml").is_file():
-            return str(candidate)
-    raise RuntimeError(f"sgrnn's conf/ folder was not found next to {here}")
-
-
-OmegaConf.register_new_resolver("sgrnn.suffix", lambda s: f",{s}" if s else "", replace=True)
 register_configs()
 
 

@@ -9,10 +9,12 @@ defaults and the run-folder layout; every field here can be overridden from the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
+from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 
 @dataclass
@@ -96,8 +98,26 @@ SG_OPTIONS = {
 }
 
 
+def conf_dir() -> str:
+    """conf/ at the repository root (editable install), else a copy shipped in the package."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "conf", here / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return str(candidate)
+    raise RuntimeError(f"sgrnn's conf/ folder was not found next to {here}")
+
+
+def make_config(*overrides: str) -> DictConfig:
+    """The config `sgrnn train OVERRIDES...` would run with (for tests, scripts, notebooks)."""
+    register_configs()
+    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
 def register_configs() -> None:
-    """Put the schema and every group option in Hydra's ConfigStore (idempotent)."""
+    """Put the schema and every group option in Hydra's ConfigStore, and the run-folder
+    resolver in OmegaConf (idempotent)."""
+    OmegaConf.register_new_resolver("sgrnn.suffix", lambda s: f",{s}" if s else "", replace=True)
     cs = ConfigStore.instance()
     cs.store(name="sgrnn_schema", node=Config)
     for name, node in TASKS.items():

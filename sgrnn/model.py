@@ -35,7 +35,7 @@ class LSTMCore(nn.Module):
         return self.num_layers * 2 * self.hidden_size
 
     def zero_state(self, batch: int, device) -> torch.Tensor:
-        return torch.zeros(batch, self.state_size, device=device)
+        return torch.zeros(batch, self.state_size, device=device, dtype=self.readout.weight.dtype)
 
     def forward(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: [T, B, input] (or [T, B] ids); state: [B, state_size]. Returns logits [T, B, out]

@@ -43,6 +43,7 @@ class RunLog:
         self.count = 0
         self.start = self.last_time = time.monotonic()
         self.last_step = 0
+        self.solved_at: list[dict] = []  # time to result: when each curriculum length was solved
         show = cfg.train.progress if cfg.train.progress is not None else sys.stderr.isatty()
         self.budget_s = 60 * cfg.train.max_minutes
         self.bar = tqdm(total=100, disable=not show, unit="%", bar_format="{l_bar}{bar}| {elapsed}<{remaining}{postfix}")
@@ -66,8 +67,12 @@ class RunLog:
     def scalars(self, step: int, values: dict) -> None:
         for k, v in values.items():
             self.writer.add_scalar(k, v, step)
+        if "curriculum/length_solved" in values:
+            wall = round(time.monotonic() - self.start, 3)
+            self.solved_at.append({"length": values["curriculum/length_solved"], "step": step,
+                                   "samples": self.samples, "wall_s": wall})
         if values:
-            self.bar.set_postfix(self._postfix(), refresh=False)
+            self.bar.set_postfix(self.task.progress(), refresh=False)
 
     def flush(self, step: int) -> None:
         now = time.monotonic()
@@ -78,12 +83,10 @@ class RunLog:
         self.writer.add_scalar("perf/steps_per_s", rate, step)
         self.writer.add_scalar("perf/samples", self.samples, step)
         self.sums, self.count, self.last_time, self.last_step = {}, 0, now, step
-        self.bar.set_postfix({"step": step, "loss": f"{means.get('train/loss', math.nan):.3f}", **self._postfix()}, refresh=False)
+        self.bar.set_postfix({"step": step, "loss": f"{means.get('train/loss', math.nan):.3f}", **self.task.progress()},
+                             refresh=False)
         done = max(step / self.cfg.train.max_steps, (now - self.start) / self.budget_s)
         self.bar.update(min(100.0, 100.0 * done) - self.bar.n)
-
-    def _postfix(self) -> dict:
-        return self.task.progress()
 
     def close(self, step: int, stop: str, task_summary: dict) -> dict:
         if self.count:
@@ -105,9 +108,10 @@ class RunLog:
             "sg_scale": cfg.sg.scale if cfg.sg.name != "off" else None,
             "sg_scale_in_target": cfg.sg.scale_in_target if cfg.sg.name != "off" else None,
             **task_summary,
+            **({"solved_at": self.solved_at} if "max_solved" in task_summary else {}),
             "config": OmegaConf.to_container(cfg, resolve=True),
         }
-        metrics = {k: v for k, v in _flat_metrics(task_summary).items()}
+        metrics = _flat_metrics(task_summary)
         hp = {"task": cfg.task.name, "sg": cfg.sg.name, "T": cfg.T, "seed": cfg.seed, "sg_scale": cfg.sg.scale,
               "hidden": cfg.model.hidden_size, "lr": cfg.optim.lr, "sg_lr": cfg.sg.lr}
         for part in hparams(hp, metrics):

@@ -13,7 +13,7 @@ from sgrnn.errors import UserError
 from sgrnn.model import LSTMCore
 from sgrnn.tasks.ptb import FILES, PTBStream, bpc, eval_columns, load_ptb
 
-from conftest import make_cfg
+from sgrnn.config import make_config
 
 
 def test_symbol_counts_and_vocabulary(ptb_dir):
@@ -42,7 +42,7 @@ def test_every_symbol_is_scored_once_after_its_predecessor():
 
 
 def test_training_stream_targets_are_the_next_symbols(ptb_dir):
-    cfg = make_cfg("task=ptb", f"task.data_dir={ptb_dir}", "task.batch_size=4")
+    cfg = make_config("task=ptb", f"task.data_dir={ptb_dir}", "task.batch_size=4")
     stream = PTBStream(cfg.task, 5, torch.device("cpu"))
     a, b = stream.next_segment(), stream.next_segment()
     assert a.first and not b.first and not a.last and not b.last  # a stream: no episode ends

@@ -11,7 +11,7 @@ from sgrnn.model import LSTMCore
 from sgrnn.sg import DNI, SyntheticGradientModel
 from sgrnn.tasks.copy import CopyTask
 
-from conftest import make_cfg
+from sgrnn.config import make_config
 
 
 def setup(T=3, N=5, B=4, layers=2, seed=0):
@@ -25,7 +25,7 @@ def setup(T=3, N=5, B=4, layers=2, seed=0):
 
 
 def sg_cfg(**kw):
-    cfg = make_cfg("sg=on").sg
+    cfg = make_config("sg=on").sg
     for k, v in kw.items():
         cfg[k] = v
     return cfg

@@ -7,7 +7,7 @@ import torch
 
 from sgrnn.tasks.copy import CopyStream, CopyTask, Curriculum, dependency_span, paper_length
 
-from conftest import make_cfg
+from sgrnn.config import make_config
 
 
 def sample(repeat, N, R, B=3, seed=0):
@@ -80,7 +80,7 @@ def test_curriculum_repeat_raises_R_until_R_equals_N_then_N():
 
 @pytest.mark.parametrize("T", [1, 3, 4, 20])
 def test_stream_cuts_episodes_into_segments_from_the_start(T):
-    cfg = make_cfg("task=repeat-copy", "task.batch_size=2")
+    cfg = make_config("task=repeat-copy", "task.batch_size=2")
     stream = CopyStream(cfg.task, T, torch.device("cpu"), torch.Generator().manual_seed(0))
     stream.curriculum.N, stream.curriculum.R = 3, 2
     segs = [stream.next_segment()]

@@ -1,0 +1,132 @@
+"""Throughput of sgrnn's trainer against the bare fused-LSTM step, side by side in one process.
+
+    python scripts/bench.py                       # T = 2 3 5 8, Copy and PTB shapes, CPU
+    python scripts/bench.py --device cuda         # the same on a GPU
+
+For each shape and T, three steps are timed in rotation, ``--repeats`` times:
+
+  (a) bare: fused torch.nn.LSTM + linear readout, forward + backward + Adam on fixed tensors;
+  (b) sgrnn's trainer update (``sgrnn.train.update``) with sg=off: data generation, loss,
+      clipping, curriculum bookkeeping and logging included;
+  (c) the same with sg=on.
+
+Each measurement runs ``--warmup`` updates, then times ``--steps`` updates. The table gives the
+median timestep-samples per second (T x batch per update) and the ratios b/a and c/b.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+SHAPES = {
+    # name: (task overrides, hidden, batch)
+    "copy": (["task=copy", "task.start_N=64"], 256, 256),
+    "ptb": (["task=ptb"], 512, 128),
+}
+
+
+def bare_step(shape: str, T: int, hidden: int, batch: int, device):
+    """The ceiling: what a fused LSTM step costs with nothing around it."""
+    if shape == "ptb":
+        embed = nn.Embedding(50, 128).to(device)
+        x = torch.randint(0, 50, (T, batch), device=device)
+        y = torch.randint(0, 50, (T, batch), device=device)
+        inp, out = 128, 50
+    else:
+        embed = None
+        x = torch.randint(0, 2, (T, batch, 9), device=device).float()
+        y = torch.randint(0, 2, (T, batch, 8), device=device).float()
+        inp, out = 9, 8
+    lstm, readout = nn.LSTM(inp, hidden).to(device), nn.Linear(hidden, out).to(device)
+    params = list(lstm.parameters()) + list(readout.parameters()) + (list(embed.parameters()) if embed else [])
+    opt = torch.optim.Adam(params, lr=1e-3)
+
+    def step():
+        h, _ = lstm(embed(x) if embed else x)
+        logits = readout(h)
+        if shape == "ptb":
+            loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+        else:
+            loss = F.binary_cross_entropy_with_logits(logits, y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return step
+
+
+def trainer_step(shape: str, T: int, sg: str, hidden: int, batch: int, device, run_dir: Path, ptb_dir: str):
+    from sgrnn.config import make_config
+    from sgrnn.train import setup, update
+
+    overrides, _, _ = SHAPES[shape]
+    extra = [f"task.data_dir={ptb_dir}", "task.val_every=1000000000"] if shape == "ptb" else []
+    cfg = make_config(*overrides, *extra, f"sg={sg}", f"T={T}", f"model.hidden_size={hidden}",
+                   f"task.batch_size={batch}", f"device={device.type}", "train.progress=false")
+    run = setup(cfg, run_dir)
+    return lambda: update(run)
+
+
+def timed(step, warmup: int, steps: int, device) -> float:
+    for _ in range(warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--T", type=int, nargs="+", default=[2, 3, 5, 8])
+    p.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
+    p.add_argument("--ptb-dir", default="../shared/data/ptb")
+    args = p.parse_args()
+    device = torch.device(args.device)
+    threads = args.threads or os.cpu_count() or 1
+    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+          f"{threads} threads, device {device}" + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""))
+    print(f"# median of {args.repeats} x {args.steps} updates after {args.warmup} warm-up; timestep-samples/s")
+    print("| shape | T | (a) bare LSTM | (b) sg=off | (c) sg=on | b/a | c/b |")
+    print("|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for shape in args.shapes:
+            _, hidden, batch = SHAPES[shape]
+            for T in args.T:
+                steps = {
+                    "a": bare_step(shape, T, hidden, batch, device),
+                    "b": trainer_step(shape, T, "off", hidden, batch, device, Path(tmp) / f"{shape}{T}off", args.ptb_dir),
+                    "c": trainer_step(shape, T, "on", hidden, batch, device, Path(tmp) / f"{shape}{T}on", args.ptb_dir),
+                }
+                torch.set_num_threads(threads)  # setup() sets it from the config; make it explicit here
+                rates = {k: [] for k in steps}
+                for r in range(args.repeats):
+                    order = list(steps)[r % 3 :] + list(steps)[: r % 3]  # rotate to spread drift
+                    for k in order:
+                        rates[k].append(T * batch * args.steps / timed(steps[k], args.warmup, args.steps, device))
+                m = {k: statistics.median(v) for k, v in rates.items()}
+                print(f"| {shape} H={hidden} B={batch} | {T} | {m['a']:,.0f} | {m['b']:,.0f} | {m['c']:,.0f} "
+                      f"| {m['b'] / m['a']:.2f} | {m['c'] / m['b']:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
