@@ -37,6 +37,9 @@ class RunLog:
         self.cfg, self.device, self.task = cfg, device, task
         self.writer = SummaryWriter(str(self.dir))
         self.writer.add_text("config", "```\n" + OmegaConf.to_yaml(cfg) + "\n```", 0)
+        if cfg.sg.name != "off":  # the SG scale factor is a choice the paper leaves open: make it visible
+            self.writer.add_scalar("sg/scale", cfg.sg.scale, 0)
+            self.writer.add_scalar("sg/scale_in_target", float(cfg.sg.scale_in_target), 0)
         self.every = cfg.train.log_every
         self.samples = 0
         self.sums: dict[str, torch.Tensor] = {}
