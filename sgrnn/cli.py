@@ -3,16 +3,20 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+import tempfile
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from sgrnn.config import conf_dir, register_configs
 from sgrnn.errors import UserError
+from sgrnn.tracking import atomic_write_json
 
 USAGE = """usage: sgrnn COMMAND [ARGS]
 
@@ -25,20 +29,99 @@ commands:
 register_configs()
 
 
+FAILED: list[str] = []  # cells of this process's sweep that failed (the sweep goes on without them)
+
+
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="config")
 def train_app(cfg: DictConfig) -> None:
-    from sgrnn.train import train
+    from sgrnn.train import Interrupted, train
 
-    run_dir = HydraConfig.get().runtime.output_dir
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    sweep = hydra_cfg.mode == RunMode.MULTIRUN
     try:
         summary = train(cfg, run_dir)
-    except UserError as e:
-        logging.getLogger("sgrnn").error("%s", e)
-        print(f"sgrnn: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    except Interrupted as e:
+        print(f"sgrnn: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except Exception as e:
+        if not isinstance(e, UserError) and not sweep:
+            raise  # a bug: Hydra shows the traceback
+        message = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
+        if not isinstance(e, UserError):  # a bug in one cell of a sweep: its log keeps the traceback
+            logging.getLogger("sgrnn").exception("cell failed")
+        write_failure(cfg, run_dir, message)
+        print(f"sgrnn: error: {message}", file=sys.stderr)
+        if not sweep:
+            sys.exit(2)
+        FAILED.append(f"{run_dir}: {message}")
+        return
     line = {k: summary[k] for k in ("max_solved", "best_valid_bpc", "test_bpc") if k in summary}
     print(f"{cfg.task.name} sg={cfg.sg.name} T={cfg.T} seed={cfg.seed}: {line} "
           f"in {summary['steps']} updates, {summary['wall_s']:.0f} s -> {run_dir}/summary.json")
+
+
+def write_failure(cfg: DictConfig, run_dir: Path, message: str) -> None:
+    """Record a failed cell in its summary.json, unless that would replace a finished result."""
+    path = run_dir / "summary.json"
+    try:
+        if path.is_file() and json.loads(path.read_text()).get("status") == "complete":
+            return
+        atomic_write_json(path, {"status": "failed", "error": message, "task": cfg.task.name, "sg": cfg.sg.name,
+                                 "T": cfg.T, "seed": cfg.seed})
+    except (OSError, ValueError):
+        pass  # the folder itself is the problem; the error line says so
+
+
+def check_writable(folder: Path) -> None:
+    """Fail early, in one line, when the run folder cannot be created."""
+    if "${" in str(folder):
+        return  # an interpolated path: Hydra resolves it later
+    base = folder.absolute()
+    while not base.exists():
+        base = base.parent
+    if not base.is_dir():
+        raise UserError(f"cannot create the run folder {folder}: {base} is not a folder")
+    try:
+        tempfile.TemporaryDirectory(dir=base).cleanup()
+    except OSError as e:
+        raise UserError(f"cannot create the run folder {folder}: cannot write in {base} ({e.strerror or e})") from None
+
+
+def preflight(args: list[str]) -> None:
+    """Check every override (each value of a sweep) before Hydra starts, so bad input gets one
+    line and a non-zero exit instead of a sweep that fails half-way."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from sgrnn.config import SG_OPTIONS, TASKS, make_config
+    from sgrnn.train import validate
+
+    overrides = [a for a in args if not a.startswith("-") and "=" in a]
+    for a in overrides:
+        if a.startswith(("hydra.run.dir=", "hydra.sweep.dir=")):
+            check_writable(Path(a.split("=", 1)[1]))
+    if not any(a.startswith(("hydra.run.dir=", "hydra.sweep.dir=")) for a in overrides):
+        check_writable(Path("runs"))
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as e:
+        raise UserError(f"cannot parse the overrides: {str(e).splitlines()[0]}") from None
+    groups = {"task": sorted(TASKS), "sg": sorted(SG_OPTIONS)}
+    for ov in parsed:
+        key = ov.get_key_element()
+        if key.startswith(("hydra.", "hydra/", "+", "~")) or ov.is_delete() or ov.is_add():
+            continue
+        values = list(ov.sweep_string_iterator()) if ov.is_sweep_override() else [ov.get_value_element_as_str()]
+        for value in values:
+            if key in groups and value not in groups[key]:
+                raise UserError(f"unknown {key} option {value!r} (valid: {', '.join(groups[key])})")
+            try:
+                validate(make_config(f"{key}={value}"))
+            except (HydraException, OmegaConfBaseException) as e:
+                cause = e.__cause__ or e
+                raise UserError(f"bad value {key}={value}: {str(cause).splitlines()[0]}") from None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -48,8 +131,18 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(0 if argv else 2)
     command, rest = argv[0], argv[1:]
     if command == "train":
+        try:
+            preflight(rest)
+        except UserError as e:
+            print(f"sgrnn: error: {e}", file=sys.stderr)
+            sys.exit(2)
         sys.argv = [f"{Path(sys.argv[0]).name} train", *rest]
         train_app()
+        if FAILED:
+            print(f"sgrnn: error: {len(FAILED)} cell(s) of the sweep failed (the others finished):", file=sys.stderr)
+            for line in FAILED:
+                print(f"  {line}", file=sys.stderr)
+            sys.exit(1)
     elif command == "fetch-ptb":
         from sgrnn.fetch import fetch_ptb
 

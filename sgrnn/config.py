@@ -73,6 +73,8 @@ class TrainConfig:
     log_every: int = 100  # updates between TensorBoard writes (a host sync each)
     threads: int = 0  # torch intra-op threads (0 = all cores)
     progress: Optional[bool] = None  # tqdm bar: None = only when stderr is a terminal
+    checkpoint_every: int = 2000  # updates between checkpoints (also written at the end and on SIGINT/SIGTERM)
+    resume: str = "auto"  # auto: skip a finished run, resume an unfinished one | force: even if the config differs | restart
 
 
 @dataclass

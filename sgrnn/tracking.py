@@ -19,6 +19,8 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 from tqdm import tqdm
 
+from sgrnn.errors import UserError
+
 
 def atomic_write_json(path: Path, data: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
@@ -30,12 +32,19 @@ def atomic_write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+class NonFiniteLoss(UserError):
+    def __init__(self, step: int):
+        super().__init__(f"the loss became NaN or inf at update {step}")
+        self.step = step
+
+
 class RunLog:
-    def __init__(self, run_dir: str | Path, cfg, device: torch.device, task):
+    def __init__(self, run_dir: str | Path, cfg, device: torch.device, task, purge_step: int | None = None):
         self.dir = Path(run_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.cfg, self.device, self.task = cfg, device, task
-        self.writer = SummaryWriter(str(self.dir))
+        # On resumption, events the interrupted run wrote after its checkpoint are dropped.
+        self.writer = SummaryWriter(str(self.dir), purge_step=purge_step)
         self.writer.add_text("config", "```\n" + OmegaConf.to_yaml(cfg) + "\n```", 0)
         if cfg.sg.name != "off":  # the SG scale factor is a choice the paper leaves open: make it visible
             self.writer.add_scalar("sg/scale", cfg.sg.scale, 0)
@@ -47,6 +56,7 @@ class RunLog:
         self.start = self.last_time = time.monotonic()
         self.last_step = 0
         self.solved_at: list[dict] = []  # time to result: when each curriculum length was solved
+        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)  # first update with a non-finite loss
         show = cfg.train.progress if cfg.train.progress is not None else sys.stderr.isatty()
         self.budget_s = 60 * cfg.train.max_minutes
         self.bar = tqdm(total=100, disable=not show, unit="%", bar_format="{l_bar}{bar}| {elapsed}<{remaining}{postfix}")
@@ -54,6 +64,8 @@ class RunLog:
     def update(self, step: int, seg, loss, grad_norm, sg_stats, episode: dict) -> None:
         """Called once per update with on-device tensors; writes every ``log_every`` updates."""
         self.samples += seg.x.shape[0] * seg.x.shape[1]
+        bad = (self.first_bad < 0) & ~torch.isfinite(loss)  # kept on the device: no sync per update
+        self.first_bad = torch.where(bad, torch.full_like(self.first_bad, step), self.first_bad)
         self._add("train/loss", loss)
         if grad_norm is not None:
             self._add("train/grad_norm", grad_norm)
@@ -71,13 +83,35 @@ class RunLog:
         for k, v in values.items():
             self.writer.add_scalar(k, v, step)
         if "curriculum/length_solved" in values:
-            wall = round(time.monotonic() - self.start, 3)
+            wall = round(self.elapsed(), 3)
             self.solved_at.append({"length": values["curriculum/length_solved"], "step": step,
                                    "samples": self.samples, "wall_s": wall})
         if values:
             self.bar.set_postfix(self.task.progress(), refresh=False)
 
+    def elapsed(self) -> float:
+        """Wall seconds of the run, earlier sessions of a resumed run included."""
+        return time.monotonic() - self.start
+
+    def check_finite(self) -> None:
+        """Stop with a clear line when a loss was NaN or inf (one host sync)."""
+        bad = int(self.first_bad)
+        if bad >= 0:
+            raise NonFiniteLoss(bad)
+
+    def state_dict(self) -> dict:
+        return {"samples": self.samples, "sums": self.sums, "count": self.count, "solved_at": self.solved_at,
+                "last_step": self.last_step, "elapsed_s": self.elapsed()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.samples, self.count, self.solved_at = state["samples"], state["count"], state["solved_at"]
+        self.sums = {k: v.to(self.device) for k, v in state["sums"].items()}
+        self.last_step = state["last_step"] + state["count"]  # perf/steps_per_s restarts its window here
+        self.last_time = time.monotonic()
+        self.start = self.last_time - state["elapsed_s"]
+
     def flush(self, step: int) -> None:
+        self.check_finite()
         now = time.monotonic()
         means = {k: (v / self.count).item() for k, v in self.sums.items()}  # the one host sync
         for k, v in means.items():
@@ -88,16 +122,16 @@ class RunLog:
         self.sums, self.count, self.last_time, self.last_step = {}, 0, now, step
         self.bar.set_postfix({"step": step, "loss": f"{means.get('train/loss', math.nan):.3f}", **self.task.progress()},
                              refresh=False)
-        done = max(step / self.cfg.train.max_steps, (now - self.start) / self.budget_s)
+        done = max(step / self.cfg.train.max_steps, self.elapsed() / self.budget_s)
         self.bar.update(min(100.0, 100.0 * done) - self.bar.n)
 
-    def close(self, step: int, stop: str, task_summary: dict) -> dict:
+    def close(self, step: int, stop: str, task_summary: dict, status: str = "complete") -> dict:
         if self.count:
             self.flush(step)
         self.bar.close()
         cfg = self.cfg
         summary = {
-            "status": "complete",
+            "status": status,
             "stop_reason": stop,
             "task": cfg.task.name,
             "sg": cfg.sg.name,
@@ -105,7 +139,7 @@ class RunLog:
             "seed": cfg.seed,
             "steps": step,
             "samples": self.samples,
-            "wall_s": round(time.monotonic() - self.start, 3),
+            "wall_s": round(self.elapsed(), 3),
             "device": str(self.device),
             "threads": torch.get_num_threads(),
             "sg_scale": cfg.sg.scale if cfg.sg.name != "off" else None,

@@ -6,17 +6,21 @@ One parameter update per segment of T steps. ``train(cfg, run_dir)`` is the whol
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-import time
+import signal
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch.nn.utils import clip_grad_norm_
 
+from sgrnn import checkpoint
 from sgrnn.errors import UserError
 from sgrnn.model import LSTMCore
 from sgrnn.sg import DNI
@@ -42,7 +46,9 @@ class Run:
 
 
 def setup(cfg: DictConfig, run_dir: str | Path) -> Run:
+    """Build a run; resume it from the run folder's checkpoint when there is one."""
     validate(cfg)
+    ckpt = resume_point(cfg, Path(run_dir))
     device = pick_device(cfg.device)
     torch.set_num_threads(cfg.train.threads or os.cpu_count() or 1)
     torch.manual_seed(cfg.seed)
@@ -53,7 +59,41 @@ def setup(cfg: DictConfig, run_dir: str | Path) -> Run:
     groups = [{"params": list(core.parameters()), "lr": cfg.optim.lr}]
     if sg.enabled:
         groups.append({"params": sg.parameters(), "lr": cfg.sg.lr})  # M's own group
-    return Run(cfg, device, task, core, sg, torch.optim.Adam(groups), RunLog(run_dir, cfg, device, task))
+    run_log = RunLog(run_dir, cfg, device, task, purge_step=ckpt["step"] + 1 if ckpt else None)
+    run = Run(cfg, device, task, core, sg, torch.optim.Adam(groups), run_log)
+    if ckpt:
+        checkpoint.restore(run, ckpt)
+        log.info("resuming from step %d (checkpoint in %s)", run.step, run_dir)
+    return run
+
+
+def resume_point(cfg: DictConfig, run_dir: Path) -> Optional[dict]:
+    """The checkpoint to continue from, after checking it was made with the same config."""
+    if cfg.train.resume == "restart":
+        return None
+    ckpt = checkpoint.load(run_dir)
+    if ckpt and cfg.train.resume != "force":
+        changes = checkpoint.config_changes(ckpt["config"], OmegaConf.to_container(cfg, resolve=True))
+        if changes:
+            raise UserError(f"{run_dir} holds a run with another config ({'; '.join(changes)}); "
+                            "use another hydra.run.dir, train.resume=force to continue it anyway, "
+                            "or train.resume=restart to start over")
+    return ckpt
+
+
+def completed(cfg: DictConfig, run_dir: Path) -> Optional[dict]:
+    """The summary of a finished run of this config in ``run_dir`` (re-runs skip it)."""
+    path = run_dir / "summary.json"
+    if cfg.train.resume == "restart" or not path.is_file():
+        return None
+    summary = json.loads(path.read_text())
+    if summary.get("status") != "complete":
+        return None
+    changes = checkpoint.config_changes(summary["config"], OmegaConf.to_container(cfg, resolve=True))
+    if changes and cfg.train.resume != "force":
+        raise UserError(f"{run_dir} holds a finished run with another config ({'; '.join(changes)}); "
+                        "use another hydra.run.dir, or train.resume=restart to replace it")
+    return summary
 
 
 def update(run: Run) -> None:
@@ -78,21 +118,75 @@ def update(run: Run) -> None:
 
 
 def train(cfg: DictConfig, run_dir: str | Path) -> dict:
-    """The whole experiment; returns (and writes) summary.json."""
+    """The whole experiment; returns (and writes) summary.json. Re-running it in the same folder
+    skips a finished run and resumes an unfinished one."""
+    run_dir = Path(run_dir)
+    if (done := completed(cfg, run_dir)) is not None:
+        log.info("%s is complete already (%d updates); nothing to do", run_dir, done["steps"])
+        return done
     run = setup(cfg, run_dir)
     log.info("%s sg=%s T=%d on %s, run dir %s", cfg.task.name, cfg.sg.name, cfg.T, run.device, run_dir)
-    deadline = time.monotonic() + 60 * cfg.train.max_minutes
-    stop = "max_steps"
-    while run.step < cfg.train.max_steps:
-        update(run)
-        if run.task.done:
-            stop = "early_stopping"
-            break
-        if time.monotonic() > deadline:
-            stop = "max_minutes"
-            break
+    budget_s, every = 60 * cfg.train.max_minutes, cfg.train.checkpoint_every
+    with stop_signals() as signal_name:
+        while (stop := stop_reason(run, budget_s, signal_name)) is None:
+            update(run)
+            if run.step % every == 0:
+                save_checkpoint(run)
+    if stop.startswith("SIG"):
+        save_checkpoint(run)
+        run.log.close(run.step, stop, run.task.summary(), status="interrupted")
+        raise Interrupted(stop, run.step)
     run.log.scalars(run.step, run.task.finish(run.core, run.step))
+    if run.step % every:  # otherwise the last update's checkpoint is on disk already
+        save_checkpoint(run)
     return run.log.close(run.step, stop, run.task.summary())
+
+
+def stop_reason(run: Run, budget_s: float, signal_name: list) -> Optional[str]:
+    if signal_name:
+        return signal_name[0]
+    if run.task.done:
+        return "early_stopping"
+    if run.step >= run.cfg.train.max_steps:
+        return "max_steps"
+    if run.log.elapsed() > budget_s:
+        return "max_minutes"
+    return None
+
+
+def save_checkpoint(run: Run) -> None:
+    run.log.check_finite()  # never save parameters that a NaN has reached
+    checkpoint.save(run, run.log.elapsed())
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM: a checkpoint was written; the same command resumes the run."""
+
+    def __init__(self, signal_name: str, step: int):
+        super().__init__(f"{signal_name} at update {step}: checkpoint written; run the same command to resume")
+        self.exit_code = 128 + getattr(signal, signal_name)
+
+
+@contextmanager
+def stop_signals():
+    """SIGINT / SIGTERM set a flag that the loop reads between updates (a second one acts as usual)."""
+    caught: list[str] = []
+
+    def handler(signum, frame):
+        caught.append(signal.Signals(signum).name)
+        signal.signal(signum, previous[signum])
+
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main:
+        for s in previous:
+            signal.signal(s, handler)
+    try:
+        yield caught
+    finally:
+        if in_main:
+            for s, h in previous.items():
+                signal.signal(s, h)
 
 
 def validate(cfg) -> None:
@@ -107,10 +201,13 @@ def validate(cfg) -> None:
         "train.max_steps": cfg.train.max_steps,
         "train.max_minutes": cfg.train.max_minutes,
         "train.log_every": cfg.train.log_every,
+        "train.checkpoint_every": cfg.train.checkpoint_every,
     }
     for key, value in checks.items():
         if not value > 0:
             raise UserError(f"{key} must be positive, got {value}")
+    if cfg.train.resume not in ("auto", "force", "restart"):
+        raise UserError(f"train.resume must be auto, force or restart, got {cfg.train.resume!r}")
     for key in ("optim.clip", "sg.clip", "sg.hidden_size", "train.threads"):
         value = cfg[key.split(".")[0]][key.split(".")[1]]
         if value < 0:

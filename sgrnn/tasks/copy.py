@@ -196,6 +196,19 @@ class CopyStream:
             p["R"] = c.R
         return p
 
+    def state_dict(self) -> dict:
+        ep = self.episode
+        return {"curriculum": self.curriculum.state_dict(), "generator": self.generator.get_state(),
+                "episode": None if ep is None else (ep.x, ep.y, ep.mask), "pos": self.pos,
+                "errors": self.errors.clone(), "episodes": self.episodes}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.curriculum.load_state_dict(state["curriculum"])
+        self.generator.set_state(state["generator"])
+        self.episode = None if state["episode"] is None else Episode(*(t.to(self.device) for t in state["episode"]))
+        self.pos, self.episodes = state["pos"], state["episodes"]
+        self.errors = state["errors"].to(self.device)
+
     def summary(self) -> dict:
         return {"max_solved": self.curriculum.max_solved(), "episodes": self.episodes,
                 "curriculum": {"N": self.curriculum.N, "R": self.curriculum.R}}

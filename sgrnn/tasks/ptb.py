@@ -164,6 +164,15 @@ class PTBStream:
         core.load_state_dict(current)
         return {**out, "test/bpc": self.test_bpc}
 
+    STATE = ("pos", "epoch", "started", "best_valid", "best_step", "best_state", "bad_checks", "last_check", "done")
+
+    def state_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.STATE}
+
+    def load_state_dict(self, state: dict) -> None:
+        for k in self.STATE:
+            setattr(self, k, state[k])
+
     def progress(self) -> dict:
         return {"epoch": self.epoch, "val": f"{self.best_valid:.3f}"}
 

@@ -1,0 +1,114 @@
+"""Checkpoints that let a run continue exactly where it stopped.
+
+A checkpoint holds everything the next update depends on: the core, M, the optimiser (both
+parameter groups), the global and the task's RNG states, the task's stream position and
+curriculum (or PTB's early-stopping state), the carried recurrent state, the step, and the
+logger's running sums. Written atomically (temporary file, flush, fsync, rename); the previous
+checkpoint is kept as ``checkpoint.prev.pt``, the fallback when the newest is unreadable.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from sgrnn.errors import UserError
+
+log = logging.getLogger(__name__)
+
+LATEST, PREVIOUS = "checkpoint.pt", "checkpoint.prev.pt"
+# Keys that may change between a run and its resumption: budgets and presentation only.
+RESUMABLE_CHANGES = {
+    "train.max_steps", "train.max_minutes", "train.progress", "train.threads", "train.resume",
+    "train.log_every", "train.checkpoint_every", "task.data_dir",
+}
+
+
+def save(run, elapsed_s: float) -> Path:
+    """Write the checkpoint of ``run`` atomically; on failure the previous one is untouched."""
+    state = {
+        "step": run.step,
+        "elapsed_s": elapsed_s,
+        "config": OmegaConf.to_container(run.cfg, resolve=True),
+        "core": run.core.state_dict(),
+        "sg": run.sg.model.state_dict() if run.sg.enabled else None,
+        "opt": run.opt.state_dict(),
+        "rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if run.device.type == "cuda" else None,
+        "task": run.task.state_dict(),
+        "log": run.log.state_dict(),
+        "state": run.state,
+    }
+    folder = run.log.dir
+    tmp = folder / (LATEST + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        if (folder / LATEST).exists():
+            os.replace(folder / LATEST, folder / PREVIOUS)
+        os.replace(tmp, folder / LATEST)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        kept = f"the previous checkpoint ({LATEST if (folder / LATEST).exists() else PREVIOUS}) is kept" if any(
+            (folder / n).exists() for n in (LATEST, PREVIOUS)) else "no earlier checkpoint exists"
+        raise UserError(f"cannot write a checkpoint in {folder} at step {run.step}: {e.strerror or e}; {kept}") from None
+    return folder / LATEST
+
+
+def load(folder: Path) -> dict | None:
+    """The newest readable checkpoint in ``folder`` (None if there is none). An unreadable one is
+    reported, and the previous one is used when it is readable."""
+    errors = []
+    for name in (LATEST, PREVIOUS):
+        path = folder / name
+        if not path.exists():
+            continue
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+            if not isinstance(ckpt, dict) or "step" not in ckpt:
+                raise ValueError("not an sgrnn checkpoint")
+        except Exception as e:  # noqa: BLE001  (any unpickling error means the file is corrupt)
+            errors.append(f"{path} is corrupt ({type(e).__name__}: {str(e)[:80]})")
+            log.warning("%s", errors[-1])
+            continue
+        if errors:
+            log.warning("falling back to %s (step %d)", path, ckpt["step"])
+        return ckpt
+    if errors:
+        raise UserError("; ".join(errors) + "; no readable checkpoint is left: delete the folder's checkpoint*.pt "
+                        "files to start over, or use another hydra.run.dir")
+    return None
+
+
+def config_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """'key: old -> new' for every leaf that differs, except budgets and presentation."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        full = f"{prefix}{key}"
+        a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_changes(a, b, full + ".")
+        elif a != b and full not in RESUMABLE_CHANGES:
+            out.append(f"{full}: {a} -> {b}")
+    return out
+
+
+def restore(run, ckpt: dict) -> None:
+    """Put a run back in the state it was in when ``ckpt`` was written."""
+    run.core.load_state_dict(ckpt["core"])
+    if run.sg.enabled:
+        run.sg.model.load_state_dict(ckpt["sg"])
+    run.opt.load_state_dict(ckpt["opt"])
+    torch.set_rng_state(ckpt["rng"])
+    if ckpt["cuda_rng"] is not None and run.device.type == "cuda":
+        torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
+    run.task.load_state_dict(ckpt["task"])
+    run.log.load_state_dict(ckpt["log"])
+    run.state = None if ckpt["state"] is None else ckpt["state"].to(run.device)
+    run.step = ckpt["step"]

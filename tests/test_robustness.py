@@ -1,0 +1,193 @@
+"""Runs that survive: kill and resume, signals, idempotent sweeps, and bad input (issue 5)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from sgrnn import checkpoint
+from sgrnn.config import make_config
+from sgrnn.errors import UserError
+from sgrnn.tasks.copy import CopyStream
+from sgrnn.train import train
+
+RUN = ["task=copy", "sg=on", "T=3", "model.hidden_size=32", "task.batch_size=16", "train.threads=1",
+       "train.log_every=10", "train.checkpoint_every=50", "device=cpu"]
+
+
+def cli(*args, wait=True, env=None):
+    cmd = [sys.executable, "-m", "sgrnn.cli", "train", *args]
+    env = {**os.environ, **(env or {})}
+    if not wait:
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+
+
+def comparable(summary: dict) -> dict:
+    """Everything but wall-clock time."""
+    out = {k: v for k, v in summary.items() if k != "wall_s"}
+    out["solved_at"] = [{k: v for k, v in m.items() if k != "wall_s"} for m in summary.get("solved_at", [])]
+    return out
+
+
+def wait_for_checkpoint(folder: Path, proc, timeout=120.0) -> int:
+    t = time.monotonic()
+    while time.monotonic() - t < timeout:
+        if (folder / checkpoint.LATEST).exists() and proc.poll() is None:
+            time.sleep(0.3)  # somewhere between two checkpoints
+            return proc.pid
+        time.sleep(0.02)
+    raise AssertionError(f"no checkpoint appeared; stderr: {proc.stderr.read() if proc.poll() is not None else ''}")
+
+
+def scalar_steps(folder: Path, tag: str) -> list[int]:
+    ea = EventAccumulator(str(folder))
+    ea.Reload()
+    return [e.step for e in ea.Scalars(tag)]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("full")
+    r = cli(*RUN, "train.max_steps=400", f"hydra.run.dir={folder}")
+    assert r.returncode == 0, r.stderr
+    return folder
+
+
+def test_sigkill_then_same_command_resumes_to_the_same_summary(tmp_path, uninterrupted):
+    args = [*RUN, "train.max_steps=400", f"hydra.run.dir={tmp_path}"]
+    proc = cli(*args, wait=False)
+    os.kill(wait_for_checkpoint(tmp_path, proc), signal.SIGKILL)
+    proc.wait()
+    killed_at = torch.load(tmp_path / checkpoint.LATEST, weights_only=False)["step"]
+    assert 0 < killed_at < 400 and not (tmp_path / "summary.json").exists()
+    r = cli(*args)
+    assert r.returncode == 0, r.stderr
+    assert f"resuming from step {killed_at}" in (tmp_path / "sgrnn.log").read_text()
+    full = json.loads((uninterrupted / "summary.json").read_text())
+    resumed = json.loads((tmp_path / "summary.json").read_text())
+    assert comparable(resumed) == comparable(full)
+    # One TensorBoard run, no step written twice, the same steps as the uninterrupted run.
+    steps = scalar_steps(tmp_path, "train/loss")
+    assert steps == sorted(set(steps)) == scalar_steps(uninterrupted, "train/loss")
+
+
+def test_sigterm_checkpoints_and_the_run_resumes(tmp_path, uninterrupted):
+    args = [*RUN, "train.max_steps=400", f"hydra.run.dir={tmp_path}"]
+    proc = cli(*args, wait=False)
+    os.kill(wait_for_checkpoint(tmp_path, proc), signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM and "SIGTERM at update" in err
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert s["status"] == "interrupted" and s["steps"] == torch.load(tmp_path / checkpoint.LATEST, weights_only=False)["step"]
+    assert cli(*args).returncode == 0
+    assert comparable(json.loads((tmp_path / "summary.json").read_text())) == comparable(
+        json.loads((uninterrupted / "summary.json").read_text()))
+
+
+def test_relaunched_sweep_skips_finished_cells_and_a_failing_cell_loses_nothing(tmp_path):
+    args = ["-m", "task=copy,ptb", *RUN[1:], "train.max_steps=20", f"hydra.sweep.dir={tmp_path}"]
+    env = {"SGRNN_DATA_DIR": str(tmp_path / "no-ptb")}  # the PTB cell fails at run time, the Copy cell does not
+    r = cli(*args, env=env)
+    assert r.returncode == 1
+    assert "1 cell(s) of the sweep failed" in r.stderr and "PTB data not found" in r.stderr
+    (copy_summary,) = tmp_path.glob("copy/*/summary.json")
+    (ptb_summary,) = tmp_path.glob("ptb/*/summary.json")
+    assert json.loads(copy_summary.read_text())["status"] == "complete"
+    assert json.loads(ptb_summary.read_text())["status"] == "failed"
+    before = copy_summary.read_bytes(), copy_summary.stat().st_mtime_ns
+    r = cli(*args, env=env)
+    assert r.returncode == 1 and "complete already" in (copy_summary.parent / "sgrnn.log").read_text()
+    assert (copy_summary.read_bytes(), copy_summary.stat().st_mtime_ns) == before
+
+
+def run_in_process(folder: Path, *overrides: str) -> dict:
+    return train(make_config(*RUN, *overrides), folder)
+
+
+def test_resuming_with_a_changed_config_is_refused_unless_forced(tmp_path):
+    run_in_process(tmp_path, "train.max_steps=20")
+    (tmp_path / "summary.json").unlink()  # an unfinished run: only its checkpoint is there
+    with pytest.raises(UserError, match=r"another config \(optim.lr: 0.003 -> 0.001\)"):
+        run_in_process(tmp_path, "train.max_steps=40", "optim.lr=0.001")
+    s = run_in_process(tmp_path, "train.max_steps=40", "optim.lr=0.001", "train.resume=force")
+    assert s["steps"] == 40 and s["status"] == "complete"
+    with pytest.raises(UserError, match="finished run with another config"):
+        run_in_process(tmp_path, "train.max_steps=40", "T=4")
+
+
+def test_corrupt_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
+    run_in_process(tmp_path, "train.max_steps=100")  # checkpoints at 50 and 100
+    (tmp_path / "summary.json").unlink()
+    (tmp_path / checkpoint.LATEST).write_bytes(b"not a checkpoint")
+    assert checkpoint.load(tmp_path)["step"] == 50
+    assert "checkpoint.pt is corrupt" in caplog.text
+    assert run_in_process(tmp_path, "train.max_steps=100")["steps"] == 100
+    (tmp_path / "summary.json").unlink()
+    for name in (checkpoint.LATEST, checkpoint.PREVIOUS):
+        (tmp_path / name).write_bytes(b"garbage")
+    with pytest.raises(UserError, match="no readable checkpoint is left"):
+        run_in_process(tmp_path, "train.max_steps=100")
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    run_in_process(tmp_path, "train.max_steps=50")
+    (tmp_path / "summary.json").unlink()
+
+    def full_disk(obj, f):
+        f.write(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.torch, "save", full_disk)
+    with pytest.raises(UserError, match="No space left on device; the previous checkpoint .* is kept"):
+        run_in_process(tmp_path, "train.max_steps=100")
+    monkeypatch.undo()
+    assert checkpoint.load(tmp_path)["step"] == 50
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real_loss = CopyStream.loss
+
+    def poisoned(self, logits, seg):
+        calls["n"] += 1
+        loss = real_loss(self, logits, seg)
+        return loss * float("nan") if calls["n"] == 63 else loss
+
+    monkeypatch.setattr(CopyStream, "loss", poisoned)
+    with pytest.raises(UserError, match="NaN or inf at update 63"):
+        run_in_process(tmp_path, "train.max_steps=200")
+    ckpt = checkpoint.load(tmp_path)
+    assert ckpt["step"] == 50 and all(torch.isfinite(v).all() for v in ckpt["core"].values())
+
+
+@pytest.mark.parametrize("args, line", [
+    (["task=nope"], "sgrnn: error: unknown task option 'nope' (valid: copy, ptb, repeat-copy)"),
+    (["-m", "sg=off,maybe"], "sgrnn: error: unknown sg option 'maybe' (valid: off, on)"),
+    (["T=0"], "sgrnn: error: T must be positive, got 0"),
+    (["T=2.5"], "sgrnn: error: bad value T=2.5: Value '2.5' of type 'float' could not be converted to Integer"),
+    (["-m", "T=3,-1"], "sgrnn: error: T must be positive, got -1"),
+    (["model.hidden_size=0"], "sgrnn: error: model.hidden_size must be positive, got 0"),
+    (["optim.lr=0"], "sgrnn: error: optim.lr must be positive, got 0.0"),
+    (["sg.lr=-1e-3"], "sgrnn: error: sg.lr must be positive, got -0.001"),
+    (["device=cuda"], "sgrnn: error: device=cuda but no CUDA GPU is visible to PyTorch (use device=cpu or device=auto)"),
+    (["hydra.run.dir=/proc/sgrnn/run"], "sgrnn: error: cannot create the run folder /proc/sgrnn/run: cannot write in /proc"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, line):
+    if "device=cuda" in args and torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    extra = [] if any(a.startswith("hydra.") for a in args) else [f"hydra.run.dir={tmp_path}/run"]
+    r = cli(*args, *RUN[:-1], "train.max_steps=5", *extra)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(line) and "Traceback" not in r.stdout
