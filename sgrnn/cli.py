@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -29,6 +30,7 @@ commands:
 register_configs()
 
 
+FULL_ERROR = os.environ.get("HYDRA_FULL_ERROR") == "1"  # Hydra's switch for full tracebacks
 FAILED: list[str] = []  # cells of this process's sweep that failed (the sweep goes on without them)
 
 
@@ -45,8 +47,8 @@ def train_app(cfg: DictConfig) -> None:
         print(f"sgrnn: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
     except Exception as e:
-        if not isinstance(e, UserError) and not sweep:
-            raise  # a bug: Hydra shows the traceback
+        if (not isinstance(e, UserError) and not sweep) or FULL_ERROR:
+            raise  # a bug (or HYDRA_FULL_ERROR=1): Hydra shows the traceback
         message = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
         if not isinstance(e, UserError):  # a bug in one cell of a sweep: its log keeps the traceback
             logging.getLogger("sgrnn").exception("cell failed")
@@ -134,6 +136,8 @@ def main(argv: list[str] | None = None) -> None:
         try:
             preflight(rest)
         except UserError as e:
+            if FULL_ERROR:
+                raise
             print(f"sgrnn: error: {e}", file=sys.stderr)
             sys.exit(2)
         sys.argv = [f"{Path(sys.argv[0]).name} train", *rest]
