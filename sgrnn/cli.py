@@ -111,6 +111,7 @@ def preflight(args: list[str]) -> None:
     except HydraException as e:
         raise UserError(f"cannot parse the overrides: {str(e).splitlines()[0]}") from None
     groups = {"task": sorted(TASKS), "sg": sorted(SG_OPTIONS)}
+    choices: list[tuple[str, list[str]]] = []  # (key, its values: several for a sweep), in order
     for ov in parsed:
         key = ov.get_key_element()
         if key.startswith(("hydra.", "hydra/", "+", "~")) or ov.is_delete() or ov.is_add():
@@ -119,11 +120,17 @@ def preflight(args: list[str]) -> None:
         for value in values:
             if key in groups and value not in groups[key]:
                 raise UserError(f"unknown {key} option {value!r} (valid: {', '.join(groups[key])})")
-            try:
-                validate(make_config(f"{key}={value}"))
-            except (HydraException, OmegaConfBaseException) as e:
-                cause = e.__cause__ or e
-                raise UserError(f"bad value {key}={value}: {str(cause).splitlines()[0]}") from None
+        choices.append((key, values))
+    # The first cell, then each other value of each swept key in turn (not the whole product).
+    base = [f"{k}={v[0]}" for k, v in choices]
+    cells = [base] + [base[:i] + [f"{k}={v}"] + base[i + 1 :] for i, (k, vs) in enumerate(choices) for v in vs[1:]]
+    for cell in cells:
+        try:
+            validate(make_config(*cell))
+        except (HydraException, OmegaConfBaseException) as e:
+            first = str(e).splitlines()[0]  # e.g. "Error merging override T=x"
+            detail = f": {str(e.__cause__).splitlines()[0]}" if e.__cause__ else ""
+            raise UserError(f"{first.rstrip('.')}{detail} (overrides checked: {' '.join(cell)})") from None
 
 
 def main(argv: list[str] | None = None) -> None:
