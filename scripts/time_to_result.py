@@ -24,7 +24,7 @@ def launch(out: Path, minutes: float, T: int, task: str, extra: list[str]) -> No
     for sg in ("off", "on"):
         cmd = [sys.executable, "-m", "sgrnn.cli", "train", f"task={task}", f"sg={sg}", f"T={T}",
                f"train.max_minutes={minutes}", f"train.threads={threads}", "train.progress=false",
-               f"hydra.run.dir={out}/{task}-T{T}-sg={sg}", *extra]
+               f"hydra.run.dir={out}/{task}-T{T}-sg-{sg}", *extra]
         print("$ sgrnn", " ".join(cmd[3:]), flush=True)
         procs.append(subprocess.Popen(cmd))
     if any(p.wait() for p in procs):

@@ -60,7 +60,8 @@ def setup(cfg: DictConfig, run_dir: str | Path) -> Run:
     if sg.enabled:
         groups.append({"params": sg.parameters(), "lr": cfg.sg.lr})  # M's own group
     run_log = RunLog(run_dir, cfg, device, task, purge_step=ckpt["step"] + 1 if ckpt else None)
-    run = Run(cfg, device, task, core, sg, torch.optim.Adam(groups), run_log)
+    # The fused Adam kernel: on a 2-core CPU 13x faster than the default for-each Adam (README).
+    run = Run(cfg, device, task, core, sg, torch.optim.Adam(groups, fused=True), run_log)
     if ckpt:
         checkpoint.restore(run, ckpt)
         log.info("resuming from step %d (checkpoint in %s)", run.step, run_dir)
