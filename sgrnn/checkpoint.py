@@ -38,6 +38,7 @@ def save(run, elapsed_s: float) -> Path:
         "sg": run.sg.model.state_dict() if run.sg.enabled else None,
         "opt": run.opt.state_dict(),
         "rng": torch.get_rng_state(),
+        "diag_rng": run.diag_rng.get_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if run.device.type == "cuda" else None,
         "task": run.task.state_dict(),
         "log": run.log.state_dict(),
@@ -106,6 +107,7 @@ def restore(run, ckpt: dict) -> None:
         run.sg.model.load_state_dict(ckpt["sg"])
     run.opt.load_state_dict(ckpt["opt"])
     torch.set_rng_state(ckpt["rng"])
+    run.diag_rng.set_state(ckpt["diag_rng"])
     if ckpt["cuda_rng"] is not None and run.device.type == "cuda":
         torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
     run.task.load_state_dict(ckpt["task"])

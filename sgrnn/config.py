@@ -45,13 +45,25 @@ class PTBTaskConfig:
 
 @dataclass
 class SGConfig:
-    name: str = "off"  # off: plain truncated BPTT; on: DNI (synthetic gradient at each boundary)
+    name: str = "off"  # off: truncated BPTT | on: DNI | aux: DNI + Aux | oracle: the exact future gradient
     hidden_size: int = 0  # synthetic-gradient model M: 0 = linear (paper default); >0 = one hidden ReLU layer
     scale: float = 1.0  # factor on the injected synthetic gradient g_hat (paper silent; logged)
     scale_in_target: bool = True  # bootstrapped target uses the scaled g_hat (a discounted gradient); False costs one more backward
     lr: float = 1e-3  # Adam learning rate of M (own parameter group); 1e-3 beat 1e-4 and 1e-5 on Copy T=3 (README)
     clip: float = 1.0  # gradient-norm clip of M's parameters, separate from the core's
     loss_weight: float = 1.0  # weight of M's L2 regression loss (paper: 1)
+    placement: str = "all"  # all: M reads/predicts (h, c) of every layer (paper) | top: the top layer's only
+    start_step: int = 0  # warm-up: plain truncated BPTT for this many updates while M already learns
+    aux_weight: float = 1.0  # sg=aux: weight of the core's auxiliary loss (predicting M(s_end) at the segment's first step)
+    oracle_lookahead: int = 0  # sg=oracle: steps of future BPTT per boundary (0 = to the episode's end; PTB needs > 0)
+
+
+@dataclass
+class DiagConfig:
+    every: int = 1000  # updates between diagnostics on held-out data (0 = never)
+    batch_size: int = 32  # held-out sequences (Copy) or columns (PTB) per diagnostic
+    length: int = 64  # PTB: held-out steps per diagnostic (Copy: one episode at the current length)
+    probe_k: int = 24  # dependency probe: lags k = 1..probe_k of |d loss_t / d x_(t-k)|
 
 
 @dataclass
@@ -73,6 +85,7 @@ class TrainConfig:
     log_every: int = 100  # updates between TensorBoard writes (a host sync each)
     threads: int = 0  # torch intra-op threads (0 = all cores)
     progress: Optional[bool] = None  # tqdm bar: None = only when stderr is a terminal
+    timing: bool = True  # time forward / backward / SG work per update (summary.json "cost"; syncs on a GPU)
     checkpoint_every: int = 2000  # updates between checkpoints (also written at the end and on SIGINT/SIGTERM)
     resume: str = "auto"  # auto: skip a finished run, resume an unfinished one | force: even if the config differs | restart
 
@@ -80,10 +93,11 @@ class TrainConfig:
 @dataclass
 class Config:
     task: Any = MISSING  # task group: copy | repeat-copy | ptb
-    sg: SGConfig = MISSING  # sg group: off | on
+    sg: SGConfig = MISSING  # sg group: off | on | aux | oracle
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    diag: DiagConfig = field(default_factory=DiagConfig)
     T: int = 3  # truncation length: time steps per segment, one update per segment
     seed: int = 0  # seeds torch (data and initialisation)
     device: str = "auto"  # auto | cpu | cuda
@@ -94,10 +108,7 @@ TASKS = {
     "repeat-copy": CopyTaskConfig(name="repeat-copy", repeat=True),
     "ptb": PTBTaskConfig(),
 }
-SG_OPTIONS = {
-    "off": SGConfig(name="off"),
-    "on": SGConfig(name="on"),
-}
+SG_OPTIONS = {name: SGConfig(name=name) for name in ("off", "on", "aux", "oracle")}
 
 
 def conf_dir() -> str:

@@ -21,6 +21,7 @@ class LSTMCore(nn.Module):
         hidden_size: int,
         num_layers: int = 1,
         vocab_size: int = 0,
+        aux_size: int = 0,
     ):
         super().__init__()
         self.hidden_size, self.num_layers = hidden_size, num_layers
@@ -29,6 +30,8 @@ class LSTMCore(nn.Module):
         sizes = [input_size] + [hidden_size] * num_layers
         self.layers = nn.ModuleList(nn.LSTM(sizes[i], hidden_size) for i in range(num_layers))
         self.readout = nn.Linear(hidden_size, output_size)
+        # DNI + Aux: a head on the top layer that predicts a future synthetic gradient (sgrnn.sg).
+        self.aux = nn.Linear(hidden_size, aux_size) if aux_size else None
 
     @property
     def state_size(self) -> int:
@@ -37,16 +40,22 @@ class LSTMCore(nn.Module):
     def zero_state(self, batch: int, device) -> torch.Tensor:
         return torch.zeros(batch, self.state_size, device=device, dtype=self.readout.weight.dtype)
 
-    def forward(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: [T, B, input] (or [T, B] ids); state: [B, state_size]. Returns logits [T, B, out]
-        and the end state [B, state_size]."""
-        h = self.embed(x) if self.embed is not None else x
+    def forward(self, x: torch.Tensor, state: torch.Tensor, hidden: bool = False, decouple: bool = False):
+        """x: [T, B, input] (or [T, B] symbol ids, or already embedded floats); state:
+        [B, state_size]. Returns logits [T, B, out] and the end state [B, state_size]; with
+        ``hidden`` also the top layer's outputs [T, B, H] and the depth links: with ``decouple``
+        each layer above the first reads a detached copy (a leaf) of the output of the layer
+        below, and the links are the (output, leaf) pairs, for synthetic gradients in depth."""
+        h = self.embed(x) if self.embed is not None and not x.is_floating_point() else x
         hc = state.view(state.shape[0], self.num_layers, 2, self.hidden_size)
-        ends = []
+        ends, links = [], []
         for i, lstm in enumerate(self.layers):
+            if decouple and i > 0:
+                below, h = h, h.detach().requires_grad_()
+                links.append((below, h))
             h0 = hc[:, i, 0].unsqueeze(0).contiguous()
             c0 = hc[:, i, 1].unsqueeze(0).contiguous()
             h, (hn, cn) = lstm(h, (h0, c0))
             ends += [hn[0], cn[0]]
         end = torch.stack(ends, dim=1).view(state.shape[0], self.state_size)
-        return self.readout(h), end
+        return (self.readout(h), end, h, links) if hidden else (self.readout(h), end)

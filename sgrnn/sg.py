@@ -31,6 +31,7 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -51,57 +52,126 @@ class SyntheticGradientModel(nn.Module):
 
 
 class DNI:
-    """The synthetic-gradient machinery of one run. ``DNI(None, ...)`` is plain truncated BPTT:
-    no prediction, no target, one ordinary backward pass."""
+    """The synthetic-gradient machinery of one run, by ``sg.name``:
 
-    def __init__(self, cfg, state_size: int, device):
-        self.enabled = cfg is not None and cfg.name != "off"
+    - ``off`` (or ``DNI(None, ...)``): plain truncated BPTT, one ordinary backward pass;
+    - ``on``: M predicts g_hat at each boundary and regresses onto the bootstrapped target;
+    - ``aux``: as ``on``, and the core also predicts, from its top-layer output at a segment's
+      first step, the synthetic gradient M(s_end) at that segment's end (T-1 steps later, the
+      next one it will be given). Loss: ``aux_weight`` * 0.5 * mean over sequences of the squared
+      error, target detached; it is part of the core's objective, so its gradient reaches the
+      core's weights (and, like any loss, the bootstrapped target).
+    - ``oracle``: no M; the exact future gradient, from BPTT over the look-ahead that
+      ``oracle_fn(s_end)`` covers (to the episode's end for Copy), is injected at each boundary.
+
+    ``sg.placement``: ``all`` (M reads every layer's (h, c) at the boundary), ``top`` (only the
+    top layer's), or ``between-layers``: no synthetic gradient in time (plain truncation);
+    instead the layers of the stack are decoupled in depth, as in the paper's feed-forward
+    experiments: layer l+1 reads a detached copy of layer l's output sequence, and layer l is
+    updated with M_l(h_l) (one M per junction, applied at every step) in place of the true
+    gradient from above; M_l regresses onto that true gradient once it is known.
+    """
+
+    def __init__(self, cfg, state_size: int, device, top_size: Optional[int] = None):
+        """state_size: the core's flat (h, c) of all layers; top_size: the top layer's part of it
+        (its last ``top_size`` columns), used with ``sg.placement=top``."""
+        self.mode = cfg.name if cfg is not None else "off"
+        self.enabled = self.mode != "off"
+        self.depth = False
         self.model: Optional[SyntheticGradientModel] = None
+        self.depth_models = nn.ModuleList()  # between-layers: M_l per junction
+        self.links: list = []  # between-layers: this segment's (output of layer l, input leaf of l+1)
+        self.oracle_fn = None  # oracle mode: s_end -> exact per-sequence future gradient (set by the trainer)
         if self.enabled:
-            self.model = SyntheticGradientModel(state_size, cfg.hidden_size).to(device)
+            top = cfg.placement == "top"
+            # Where M reads and injects: every layer's (h, c), or only the top layer's.
+            self.cols = slice(state_size - top_size, state_size) if top else slice(None)
+            self.size = top_size if top else state_size
+            self.depth = cfg.placement == "between-layers"
+            if self.depth:
+                junctions = state_size // top_size - 1
+                self.depth_models = nn.ModuleList(
+                    SyntheticGradientModel(top_size // 2, cfg.hidden_size) for _ in range(junctions)).to(device)
+            elif self.mode != "oracle":
+                self.model = SyntheticGradientModel(self.size, cfg.hidden_size).to(device)
             self.scale, self.scale_in_target, self.loss_weight = cfg.scale, cfg.scale_in_target, cfg.loss_weight
+            self.start_step, self.aux_weight = cfg.start_step, cfg.aux_weight
+        self.aux = self.mode == "aux"
 
     def parameters(self) -> list[nn.Parameter]:
-        return list(self.model.parameters()) if self.enabled else []
+        return (list(self.model.parameters()) if self.model is not None else []) + list(self.depth_models.parameters())
 
     def start(self, state: torch.Tensor, first: bool) -> torch.Tensor:
         """The segment's start state: a leaf requiring grad where a bootstrapped target is
         wanted (every truncation boundary), the plain detached state elsewhere."""
         s = state.detach()
-        return s.requires_grad_() if self.enabled and not first else s
+        return s.requires_grad_() if self.model is not None and not first else s  # (all layers: autograd needs a leaf)
 
-    @torch.no_grad()
     def predict(self, s_end: torch.Tensor, last: bool) -> Optional[torch.Tensor]:
-        """g_hat = M(s_end), unscaled; None at an episode's end (the future gradient is 0)."""
-        return None if not self.enabled or last else self.model(s_end)
+        """g_hat = M(s_end) (or the oracle's exact gradient), unscaled and detached; None at an
+        episode's end (the future gradient is 0)."""
+        if not self.enabled or last or (self.model is None and self.mode != "oracle"):
+            return None
+        if self.mode == "oracle":
+            return self.oracle_fn(s_end.detach())[:, self.cols]
+        with torch.no_grad():
+            return self.model(s_end[:, self.cols])
 
-    def backward(self, loss: torch.Tensor, s_start: torch.Tensor, s_end: torch.Tensor, g_hat: Optional[torch.Tensor]):
-        """The core's one backward pass: d[loss + scale * <g_hat, s_end> / B]. Parameter grads
-        accumulate into .grad; s_start.grad (if a leaf) receives the bootstrapped target / B."""
+    def aux_loss(self, core, top_hidden: torch.Tensor, g_hat: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        """DNI + Aux: the core's prediction, at the segment's first step, of the synthetic
+        gradient at the segment's end (see the class docstring)."""
+        if not self.aux or g_hat is None:
+            return None
+        err = (core.aux(top_hidden[0]) - g_hat).pow(2).sum(dim=1)
+        return 0.5 * self.aux_weight * err.mean()
+
+    def backward(self, loss: torch.Tensor, s_start: torch.Tensor, s_end: torch.Tensor,
+                 g_hat: Optional[torch.Tensor], step: int = 0, aux: Optional[torch.Tensor] = None, links=()):
+        """The core's backward pass: d[loss (+ aux) + scale * <g_hat, s_end> / B]. Parameter grads
+        accumulate into .grad; s_start.grad (if a leaf) receives the bootstrapped target / B.
+        Before update ``sg.start_step`` nothing is injected into the core (plain truncated BPTT)
+        while the target still bootstraps from g_hat, so M learns during the warm-up."""
+        if aux is not None:
+            loss = loss + aux
+        self.links = list(links)
+        inject = step >= self.start_step if self.enabled else False
+        if self.links and inject:  # between-layers: layer l gets <M_l(h_l), h_l> in place of the true gradient
+            with torch.no_grad():
+                g_depth = [m(below) for m, (below, _) in zip(self.depth_models, self.links)]
+            loss = loss + sum((g * below).sum() for g, (below, _) in zip(g_depth, self.links)) / s_end.shape[0]
+        self._backward_in_time(loss, s_start, s_end, g_hat, inject)
+        if self.links and not inject:  # warm-up in depth: the true gradient from above, a second pass
+            torch.autograd.backward([b for b, _ in self.links], [leaf.grad for _, leaf in self.links])
+
+    def _backward_in_time(self, loss, s_start, s_end, g_hat, inject: bool) -> None:
         if g_hat is None:
             loss.backward()
             return
-        injected = (g_hat * s_end).sum() / s_end.shape[0]
-        if self.scale_in_target or not s_start.requires_grad:
-            (loss + self.scale * injected).backward()
+        injected = (g_hat * s_end[:, self.cols]).sum() / s_end.shape[0]
+        to_core = self.scale if inject else 0.0
+        to_target = self.scale if self.scale_in_target else 1.0
+        total = loss + to_core * injected if to_core else loss
+        if to_core == to_target or not s_start.requires_grad:  # the usual case: one pass
+            total.backward()
             return
-        # Target built with the unscaled prediction: a second pass for <g_hat, s_end> alone.
-        (loss + self.scale * injected).backward(retain_graph=True)
+        # The target needs another weight on <g_hat, s_end>: a second pass for that term alone.
+        total.backward(retain_graph=True)
         (extra,) = torch.autograd.grad(injected, s_start)
-        s_start.grad += (1.0 - self.scale) * extra
+        s_start.grad += (to_target - to_core) * extra
 
-    @staticmethod
-    def bootstrapped_target(s_start: torch.Tensor) -> torch.Tensor:
-        """The per-sequence gradient that reached the segment's start state."""
-        return s_start.grad.detach() * s_start.shape[0]
+    def bootstrapped_target(self, s_start: torch.Tensor) -> torch.Tensor:
+        """The per-sequence gradient that reached (M's part of) the segment's start state."""
+        return s_start.grad[:, self.cols].detach() * s_start.shape[0]
 
     def learn(self, s_start: torch.Tensor) -> Optional[dict]:
         """Regress M(s_start) onto the bootstrapped target (backward through M only).
         Returns on-device scalars for logging, or None where there is no boundary."""
-        if not self.enabled or s_start.grad is None:
+        if self.links:
+            return self._learn_depth()
+        if self.model is None or s_start.grad is None:
             return None
         target = self.bootstrapped_target(s_start)
-        pred = self.model(s_start.detach())
+        pred = self.model(s_start.detach()[:, self.cols])
         sq = (pred - target).pow(2).sum(dim=1)
         sg_loss = 0.5 * self.loss_weight * sq.mean()
         sg_loss.backward()
@@ -110,3 +180,57 @@ class DNI:
             "sg/pred_norm": pred.detach().norm(dim=1).mean(),
             "sg/target_norm": target.norm(dim=1).mean(),
         }
+
+    def _learn_depth(self) -> dict:
+        """between-layers: regress each M_l(h_l) onto the true gradient that reached layer l+1's
+        input (per sequence, at every step)."""
+        total, pred_norm, target_norm = 0.0, 0.0, 0.0
+        for m, (below, leaf) in zip(self.depth_models, self.links):
+            B = below.shape[1]
+            target = leaf.grad.detach() * B
+            pred = m(below.detach())
+            total = total + 0.5 * self.loss_weight * (pred - target).pow(2).sum(dim=2).mean()
+            pred_norm = pred_norm + pred.detach().norm(dim=2).mean()
+            target_norm = target_norm + target.norm(dim=2).mean()
+        total.backward()
+        n = len(self.links)
+        self.links = []
+        return {"sg/loss": total.detach(), "sg/pred_norm": pred_norm / n, "sg/target_norm": target_norm / n}
+
+
+def future_gradients(core, loss_fn, x, y, mask, state: torch.Tensor, T: int) -> tuple[list, list]:
+    """Full BPTT over a whole sequence from ``state``, cut at every T steps: the state at each
+    boundary, and the exact per-sequence gradient of all later losses with respect to it
+    (what a perfect synthetic-gradient model would predict there). ``loss_fn(logits, y, mask)``."""
+    B = x.shape[1]
+    s0 = state.detach().requires_grad_()
+    s, total, boundaries = s0, 0.0, []
+    for t in range(0, x.shape[0], T):
+        if t:
+            boundaries.append(s)
+        seg = slice(t, t + T)
+        logits, s = core(x[seg], s)
+        total = total + loss_fn(logits, y[seg], None if mask is None else mask[seg])
+    grads = torch.autograd.grad(total, [s0, *boundaries], allow_unused=True)
+    states = [s0.detach()] + [b.detach() for b in boundaries]
+    return states, [B * g if g is not None else torch.zeros_like(st) for g, st in zip(grads, states)]
+
+
+@torch.no_grad()
+def _cos_and_ratio(pred: torch.Tensor, true: torch.Tensor) -> tuple[float, float, float]:
+    cos = F.cosine_similarity(pred, true, dim=1, eps=1e-12).mean().item()
+    true_norm = true.norm(dim=1).mean().item()
+    return cos, pred.norm(dim=1).mean().item() / max(true_norm, 1e-12), true_norm
+
+
+def sg_quality(dni: DNI, core, loss_fn, x, y, mask, T: int) -> dict:
+    """On held-out data: at each truncation boundary, compare M's prediction with the true future
+    gradient (cosine, norm ratio, and the true gradient's norm: are they negligible?)."""
+    states, grads = future_gradients(core, loss_fn, x, y, mask, core.zero_state(x.shape[1], x.device), T)
+    if len(states) < 2:
+        return {}
+    s = torch.cat(states[1:])[:, dni.cols]
+    true = torch.cat(grads[1:])[:, dni.cols]
+    pred = dni.model(s) if dni.model is not None else true
+    cos, ratio, norm = _cos_and_ratio(pred.detach(), true)
+    return {"diag/sg_cos": cos, "diag/sg_norm_ratio": ratio, "diag/true_grad_norm": norm}

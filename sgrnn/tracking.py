@@ -32,6 +32,35 @@ def atomic_write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+class Stopwatch:
+    """Wall time per phase of the updates, summed over the run. On a GPU each lap synchronises
+    (``train.timing=false`` turns the laps off there)."""
+
+    def __init__(self, device: torch.device, enabled: bool = True):
+        self.enabled, self.sync = enabled, device.type == "cuda"
+        self.totals: dict[str, float] = {}
+        self.t = 0.0
+
+    def start(self) -> None:
+        if self.enabled:
+            self.t = self._now()
+
+    def lap(self, phase: str) -> None:
+        if self.enabled:
+            now = self._now()
+            self.totals[phase] = self.totals.get(phase, 0.0) + now - self.t
+            self.t = now
+
+    def _now(self) -> float:
+        if self.sync:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def per_update_ms(self, updates: int) -> dict:
+        ms = {f"{k}_ms": round(1e3 * v / max(updates, 1), 4) for k, v in self.totals.items()}
+        return {**ms, "update_ms": round(sum(ms.values()), 4)} if ms else {}
+
+
 class NonFiniteLoss(UserError):
     def __init__(self, step: int):
         super().__init__(f"the loss became NaN or inf at update {step}")
@@ -56,6 +85,9 @@ class RunLog:
         self.start = self.last_time = time.monotonic()
         self.last_step = 0
         self.solved_at: list[dict] = []  # time to result: when each curriculum length was solved
+        self.clock = Stopwatch(device, cfg.train.timing)
+        # Curves from the held-out instruments (sgrnn.diag), for summary.json.
+        self.diag: dict = {"sg_quality": [], "dependency_profiles": []}
         self.first_bad = torch.full((), -1, dtype=torch.long, device=device)  # first update with a non-finite loss
         show = cfg.train.progress if cfg.train.progress is not None else sys.stderr.isatty()
         self.budget_s = 60 * cfg.train.max_minutes
@@ -101,10 +133,11 @@ class RunLog:
 
     def state_dict(self) -> dict:
         return {"samples": self.samples, "sums": self.sums, "count": self.count, "solved_at": self.solved_at,
-                "last_step": self.last_step, "elapsed_s": self.elapsed()}
+                "last_step": self.last_step, "elapsed_s": self.elapsed(), "clock": self.clock.totals, "diag": self.diag}
 
     def load_state_dict(self, state: dict) -> None:
         self.samples, self.count, self.solved_at = state["samples"], state["count"], state["solved_at"]
+        self.clock.totals, self.diag = dict(state["clock"]), state["diag"]
         self.sums = {k: v.to(self.device) for k, v in state["sums"].items()}
         self.last_step = state["last_step"] + state["count"]  # perf/steps_per_s restarts its window here
         self.last_time = time.monotonic()
@@ -140,12 +173,17 @@ class RunLog:
             "steps": step,
             "samples": self.samples,
             "wall_s": round(self.elapsed(), 3),
+            # Cost accounting: mean wall time per update by phase, and throughput.
+            "cost": {**self.clock.per_update_ms(step), "samples_per_s": round(self.samples / max(self.elapsed(), 1e-9), 1)},
             "device": str(self.device),
             "threads": torch.get_num_threads(),
             "sg_scale": cfg.sg.scale if cfg.sg.name != "off" else None,
             "sg_scale_in_target": cfg.sg.scale_in_target if cfg.sg.name != "off" else None,
+            "sg_placement": cfg.sg.placement if cfg.sg.name != "off" else None,
+            "sg_start_step": cfg.sg.start_step if cfg.sg.name != "off" else None,
             **task_summary,
             **({"solved_at": self.solved_at} if "max_solved" in task_summary else {}),
+            **self.diag,
             "config": OmegaConf.to_container(cfg, resolve=True),
         }
         metrics = _flat_metrics(task_summary)

@@ -13,6 +13,7 @@ import signal
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Optional
 
@@ -23,7 +24,8 @@ from torch.nn.utils import clip_grad_norm_
 from sgrnn import checkpoint
 from sgrnn.errors import UserError
 from sgrnn.model import LSTMCore
-from sgrnn.sg import DNI
+from sgrnn.diag import diagnostics
+from sgrnn.sg import DNI, future_gradients
 from sgrnn.tasks import make_task
 from sgrnn.tracking import RunLog
 
@@ -41,6 +43,7 @@ class Run:
     sg: DNI
     opt: torch.optim.Optimizer
     log: RunLog
+    diag_rng: torch.Generator  # held-out data for the instruments (sgrnn.diag), apart from training data
     state: Optional[torch.Tensor] = None  # the recurrent state carried into the next segment
     step: int = 0  # parameter updates done
 
@@ -53,15 +56,22 @@ def setup(cfg: DictConfig, run_dir: str | Path) -> Run:
     torch.set_num_threads(cfg.train.threads or os.cpu_count() or 1)
     torch.manual_seed(cfg.seed)
     task = make_task(cfg, cfg.T, device, torch.Generator(device).manual_seed(cfg.seed))
-    core = LSTMCore(task.input_size, task.output_size, cfg.model.hidden_size, cfg.model.num_layers, task.vocab_size)
+    H, layers = cfg.model.hidden_size, cfg.model.num_layers
+    sg_size = 2 * H if cfg.sg.placement == "top" else 2 * H * layers  # what M reads and predicts
+    core = LSTMCore(task.input_size, task.output_size, H, layers, task.vocab_size,
+                    aux_size=sg_size if cfg.sg.name == "aux" else 0)
     core.to(device)
-    sg = DNI(cfg.sg, core.state_size, device)
+    sg = DNI(cfg.sg, core.state_size, device, top_size=2 * H)
+    if sg.mode == "oracle":
+        sg.oracle_fn = partial(oracle_gradient, core, task, cfg.sg.oracle_lookahead, cfg.T)
     groups = [{"params": list(core.parameters()), "lr": cfg.optim.lr}]
     if sg.enabled:
         groups.append({"params": sg.parameters(), "lr": cfg.sg.lr})  # M's own group
+    log.info("%s sg=%s T=%d on %s, run dir %s", cfg.task.name, cfg.sg.name, cfg.T, device, run_dir)
     run_log = RunLog(run_dir, cfg, device, task, purge_step=ckpt["step"] + 1 if ckpt else None)
     # The fused Adam kernel: on a 2-core CPU 13x faster than the default for-each Adam (README).
-    run = Run(cfg, device, task, core, sg, torch.optim.Adam(groups, fused=True), run_log)
+    diag_rng = torch.Generator(device).manual_seed(cfg.seed + 7919)
+    run = Run(cfg, device, task, core, sg, torch.optim.Adam(groups, fused=True), run_log, diag_rng)
     if ckpt:
         checkpoint.restore(run, ckpt)
         log.info("resuming from step %d (checkpoint in %s)", run.step, run_dir)
@@ -99,22 +109,33 @@ def completed(cfg: DictConfig, run_dir: Path) -> Optional[dict]:
 
 def update(run: Run) -> None:
     """One truncated-BPTT update over the next segment of T steps."""
-    task, core, sg, cfg = run.task, run.core, run.sg, run.cfg
+    task, core, sg, cfg, clock = run.task, run.core, run.sg, run.cfg, run.log.clock
+    clock.start()
     seg = task.next_segment()
     if seg.first:  # an episode starts from a reset state
         run.state = core.zero_state(seg.x.shape[1], run.device)
+    clock.lap("data")
     s_start = sg.start(run.state, seg.first)
-    logits, s_end = core(seg.x, s_start)
-    loss = task.loss(logits, seg)
-    sg.backward(loss, s_start, s_end, sg.predict(s_end, seg.last))  # the one pass through the core
+    logits, s_end, top, links = core(seg.x, s_start, hidden=True, decouple=sg.depth)
+    loss = task.loss(logits, seg.y, seg.mask)
+    clock.lap("forward")
+    g_hat = sg.predict(s_end, seg.last)  # M's guess of the gradient from beyond the segment
+    aux = sg.aux_loss(core, top, g_hat)  # sg=aux only
+    clock.lap("sg")
+    sg.backward(loss, s_start, s_end, g_hat, run.step, aux, links)  # one pass through the core
+    clock.lap("backward")
     sg_stats = sg.learn(s_start)  # M regresses onto the bootstrapped target
-    grad_norm = clip_grad_norm_(core.parameters(), cfg.optim.clip) if cfg.optim.clip else None
     if sg.enabled and cfg.sg.clip:
         clip_grad_norm_(sg.parameters(), cfg.sg.clip)
+    clock.lap("sg")
+    grad_norm = clip_grad_norm_(core.parameters(), cfg.optim.clip) if cfg.optim.clip else None
     run.opt.step()
     run.opt.zero_grad(set_to_none=True)
     run.state, run.step = s_end.detach(), run.step + 1
+    if aux is not None:
+        sg_stats = {**(sg_stats or {}), "sg/aux_loss": aux.detach()}
     run.log.update(run.step, seg, loss.detach(), grad_norm, sg_stats, task.record(logits.detach(), seg))
+    clock.lap("other")  # clipping, optimiser, bookkeeping, logging
     run.log.scalars(run.step, task.evaluate(core, run.step))
 
 
@@ -126,11 +147,12 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         log.info("%s is complete already (%d updates); nothing to do", run_dir, done["steps"])
         return done
     run = setup(cfg, run_dir)
-    log.info("%s sg=%s T=%d on %s, run dir %s", cfg.task.name, cfg.sg.name, cfg.T, run.device, run_dir)
     budget_s, every = 60 * cfg.train.max_minutes, cfg.train.checkpoint_every
     with stop_signals() as signal_name:
         while (stop := stop_reason(run, budget_s, signal_name)) is None:
             update(run)
+            if cfg.diag.every and run.step % cfg.diag.every == 0:
+                run.log.scalars(run.step, diagnostics(run, run.diag_rng))
             if run.step % every == 0:
                 save_checkpoint(run)
     if stop.startswith("SIG"):
@@ -141,6 +163,14 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     if run.step % every:  # otherwise the last update's checkpoint is on disk already
         save_checkpoint(run)
     return run.log.close(run.step, stop, run.task.summary())
+
+
+def oracle_gradient(core, task, lookahead: int, T: int, s_end: torch.Tensor) -> torch.Tensor:
+    """sg=oracle: the exact per-sequence gradient of the losses ahead (to the episode's end, or
+    ``lookahead`` steps) with respect to s_end, by BPTT with the current parameters."""
+    x, y, mask = task.lookahead(lookahead)
+    _, grads = future_gradients(core, task.loss, x, y, mask, s_end, T)
+    return grads[0]
 
 
 def stop_reason(run: Run, budget_s: float, signal_name: list) -> Optional[str]:
@@ -203,13 +233,20 @@ def validate(cfg) -> None:
         "train.max_minutes": cfg.train.max_minutes,
         "train.log_every": cfg.train.log_every,
         "train.checkpoint_every": cfg.train.checkpoint_every,
+        "diag.batch_size": cfg.diag.batch_size,
+        "diag.length": cfg.diag.length,
+        "diag.probe_k": cfg.diag.probe_k,
     }
     for key, value in checks.items():
         if not value > 0:
             raise UserError(f"{key} must be positive, got {value}")
     if cfg.train.resume not in ("auto", "force", "restart"):
         raise UserError(f"train.resume must be auto, force or restart, got {cfg.train.resume!r}")
-    for key in ("optim.clip", "sg.clip", "sg.hidden_size", "train.threads"):
+    if cfg.sg.placement not in ("all", "top", "between-layers"):
+        raise UserError(f"sg.placement must be all, top or between-layers, got {cfg.sg.placement!r}")
+    if cfg.sg.placement == "between-layers" and (cfg.model.num_layers < 2 or cfg.sg.name != "on"):
+        raise UserError("sg.placement=between-layers needs sg=on and model.num_layers >= 2")
+    for key in ("optim.clip", "sg.clip", "sg.hidden_size", "sg.start_step", "sg.oracle_lookahead", "train.threads", "diag.every"):
         value = cfg[key.split(".")[0]][key.split(".")[1]]
         if value < 0:
             raise UserError(f"{key} must be >= 0, got {value}")

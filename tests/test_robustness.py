@@ -34,7 +34,7 @@ def cli(*args, wait=True, env=None):
 
 def comparable(summary: dict) -> dict:
     """Everything but wall-clock time."""
-    out = {k: v for k, v in summary.items() if k != "wall_s"}
+    out = {k: v for k, v in summary.items() if k not in ("wall_s", "cost")}
     out["solved_at"] = [{k: v for k, v in m.items() if k != "wall_s"} for m in summary.get("solved_at", [])]
     return out
 
@@ -159,9 +159,9 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
     calls = {"n": 0}
     real_loss = CopyStream.loss
 
-    def poisoned(self, logits, seg):
+    def poisoned(self, logits, y, mask):
         calls["n"] += 1
-        loss = real_loss(self, logits, seg)
+        loss = real_loss(self, logits, y, mask)
         return loss * float("nan") if calls["n"] == 63 else loss
 
     monkeypatch.setattr(CopyStream, "loss", poisoned)
@@ -173,7 +173,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
 
 @pytest.mark.parametrize("args, line", [
     (["task=nope"], "sgrnn: error: unknown task option 'nope' (valid: copy, ptb, repeat-copy)"),
-    (["-m", "sg=off,maybe"], "sgrnn: error: unknown sg option 'maybe' (valid: off, on)"),
+    (["-m", "sg=off,maybe"], "sgrnn: error: unknown sg option 'maybe' (valid: aux, off, on, oracle)"),
     (["T=0"], "sgrnn: error: T must be positive, got 0"),
     (["T=2.5"], "sgrnn: error: Error merging override T=2.5: Value '2.5' of type 'float' could not be converted to Integer"),
     (["-m", "T=3,-1"], "sgrnn: error: T must be positive, got -1"),

@@ -83,6 +83,23 @@ class CopyTask:
         return (ce * mask).sum() / y.shape[1]
 
     @staticmethod
+    def step_losses(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The loss of each step, [L] (0 where not scored)."""
+        ce = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
+        return (ce * mask).sum(dim=(1, 2)) / y.shape[1]
+
+    def distances(self, N: int, R: int) -> torch.Tensor:
+        """[L]: for each scored step, how many steps back the input it reproduces was (the end
+        marker: back to the repeat count); 0 where not scored."""
+        R = R if self.repeat else 1
+        d = torch.zeros(self.episode_length(N, R), dtype=torch.long)
+        for r in range(R):
+            d[N + 1 + r * N : N + 1 + (r + 1) * N] = N + 1 + r * N
+        if self.repeat:
+            d[-1] = N * R + 1
+        return d
+
+    @staticmethod
     def bit_errors(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Wrong bits summed over scored steps and channels and over the batch (a 0-d tensor)."""
         return (((logits > 0).float() != y).float() * mask).sum()
@@ -164,8 +181,31 @@ class CopyStream:
         self.pos += self.T
         return Segment(ep.x[seg], ep.y[seg], ep.mask[seg], first=t == 0, last=t + self.T >= L)
 
-    def loss(self, logits: torch.Tensor, seg: Segment) -> torch.Tensor:
-        return self.task.loss(logits, seg.y, seg.mask)
+    def loss(self, logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.task.loss(logits, y, mask)
+
+    def step_losses(self, logits, y, mask) -> torch.Tensor:
+        return self.task.step_losses(logits, y, mask)
+
+    @torch.no_grad()
+    def error_by_distance(self, logits, y, mask) -> dict:
+        """Bit error rate of the output steps grouped by the distance back to their input."""
+        dist = self.task.distances(self.curriculum.N, self.curriculum.R).to(y.device)  # held-out: current length
+        wrong = ((logits > 0).float() != y).float().mean(dim=(1, 2))  # [L]
+        return {int(d): wrong[dist == d].mean().item() for d in torch.unique(dist[dist > 0]).tolist()}
+
+    def lookahead(self, steps: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The rest of the current episode after the segment just served (at most ``steps``
+        steps; 0 = all of it): what the oracle's exact future gradient is computed over."""
+        ep, end = self.episode, self.episode.x.shape[0]
+        end = min(end, self.pos + steps) if steps else end
+        return ep.x[self.pos : end], ep.y[self.pos : end], ep.mask[self.pos : end]
+
+    def heldout(self, batch: int, length: int, generator: torch.Generator):
+        """A fresh episode at the current length, from the diagnostics' own generator."""
+        c = self.curriculum
+        ep = self.task.sample(c.N, c.R, batch, generator, self.device)
+        return ep.x, ep.y, ep.mask
 
     def record(self, logits: torch.Tensor, seg: Segment) -> dict:
         """Accumulate bit errors on the device; at an episode's end, one host sync and the

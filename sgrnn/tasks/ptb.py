@@ -130,9 +130,29 @@ class PTBStream:
         first, self.started = not self.started, True
         return Segment(self.train[t : t + self.T], self.train[t + 1 : t + self.T + 1], None, first, False)
 
-    def loss(self, logits: torch.Tensor, seg: Segment) -> torch.Tensor:
+    def loss(self, logits: torch.Tensor, y: torch.Tensor, mask=None) -> torch.Tensor:
         """Cross-entropy in nats per symbol, averaged over the segment's T*B symbols."""
-        return F.cross_entropy(logits.flatten(0, 1), seg.y.flatten())
+        return F.cross_entropy(logits.flatten(0, 1), y.flatten())
+
+    def step_losses(self, logits, y, mask=None) -> torch.Tensor:
+        """Each step's cross-entropy averaged over the columns, [L]."""
+        ce = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
+        return ce.view(y.shape).mean(dim=1)
+
+    def lookahead(self, steps: int) -> tuple[torch.Tensor, torch.Tensor, None]:
+        """The next ``steps`` steps of the stream after the segment just served (fewer at the
+        end of the training text): what the oracle's exact future gradient is computed over."""
+        if steps <= 0:
+            raise UserError("sg=oracle on PTB needs sg.oracle_lookahead > 0 (the stream has no end)")
+        end = min(self.pos + steps, self.train.shape[0] - 1)
+        return self.train[self.pos : end], self.train[self.pos + 1 : end + 1], None
+
+    def heldout(self, batch: int, length: int, generator: torch.Generator):
+        """``length`` steps of ``batch`` columns of the validation text, at a random offset."""
+        cols = columns(self.valid, batch)
+        t = int(torch.randint(0, cols.shape[0] - length - 1, (1,), generator=generator, device=generator.device))
+        cols = cols.to(self.device)
+        return cols[t : t + length], cols[t + 1 : t + length + 1], None
 
     def record(self, logits: torch.Tensor, seg: Segment) -> dict:
         return {}
