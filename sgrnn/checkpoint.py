@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 LATEST, PREVIOUS = "checkpoint.pt", "checkpoint.prev.pt"
 # Keys that may change between a run and its resumption: budgets and presentation only.
 RESUMABLE_CHANGES = {
-    "train.max_steps", "train.max_minutes", "train.progress", "train.threads", "train.resume",
+    "train.max_steps", "train.max_minutes", "train.max_samples", "train.progress", "train.threads", "train.resume",
     "train.log_every", "train.checkpoint_every", "task.data_dir",
 }
 
@@ -35,7 +35,7 @@ def save(run, elapsed_s: float) -> Path:
         "elapsed_s": elapsed_s,
         "config": OmegaConf.to_container(run.cfg, resolve=True),
         "core": run.core.state_dict(),
-        "sg": run.sg.model.state_dict() if run.sg.enabled else None,
+        "sg": run.sg.state_dict(),
         "opt": run.opt.state_dict(),
         "rng": torch.get_rng_state(),
         "diag_rng": run.diag_rng.get_state(),
@@ -103,8 +103,7 @@ def config_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
 def restore(run, ckpt: dict) -> None:
     """Put a run back in the state it was in when ``ckpt`` was written."""
     run.core.load_state_dict(ckpt["core"])
-    if run.sg.enabled:
-        run.sg.model.load_state_dict(ckpt["sg"])
+    run.sg.load_state_dict(ckpt["sg"])
     run.opt.load_state_dict(ckpt["opt"])
     torch.set_rng_state(ckpt["rng"])
     run.diag_rng.set_state(ckpt["diag_rng"])

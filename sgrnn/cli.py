@@ -1,5 +1,6 @@
 """The ``sgrnn`` command. ``sgrnn train`` is a Hydra app (overrides, -m, --cfg, --help all work);
-``sgrnn fetch-ptb`` downloads and checks the Penn Treebank data."""
+``sgrnn report`` turns finished runs into Table 1; ``sgrnn fetch-ptb`` downloads and checks
+the Penn Treebank data."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from sgrnn.config import conf_dir, register_configs
 from sgrnn.errors import UserError
@@ -23,6 +24,7 @@ USAGE = """usage: sgrnn COMMAND [ARGS]
 
 commands:
   train       train one run, or a sweep with -m (a Hydra app: sgrnn train --help)
+  report      Table 1, cost, benefit and SG quality from finished runs: sgrnn report RUNS_DIR
   fetch-ptb   download Penn Treebank characters and check them: sgrnn fetch-ptb [DIR]
 """
 
@@ -31,7 +33,9 @@ register_configs()
 
 
 FULL_ERROR = os.environ.get("HYDRA_FULL_ERROR") == "1"  # Hydra's switch for full tracebacks
-FAILED: list[str] = []  # cells of this process's sweep that failed (the sweep goes on without them)
+# Cells of a sweep that failed (the sweep goes on without them): one line each, appended to the
+# file this variable names; `main` creates it, and cells in other local processes (joblib) inherit it.
+FAILED_LOG = "SGRNN_FAILED_CELLS"
 
 
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="config")
@@ -42,7 +46,7 @@ def train_app(cfg: DictConfig) -> None:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     sweep = hydra_cfg.mode == RunMode.MULTIRUN
     try:
-        summary = train(cfg, run_dir)
+        summary = train(cfg, run_dir, slot(hydra_cfg))
     except Interrupted as e:
         print(f"sgrnn: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
@@ -56,11 +60,25 @@ def train_app(cfg: DictConfig) -> None:
         print(f"sgrnn: error: {message}", file=sys.stderr)
         if not sweep:
             sys.exit(2)
-        FAILED.append(f"{run_dir}: {message}")
+        if os.environ.get(FAILED_LOG):
+            with open(os.environ[FAILED_LOG], "a") as f:
+                f.write(f"{run_dir}: {message}\n")
         return
     line = {k: summary[k] for k in ("max_solved", "best_valid_bpc", "test_bpc") if k in summary}
     print(f"{cfg.task.name} sg={cfg.sg.name} T={cfg.T} seed={cfg.seed}: {line} "
           f"in {summary['steps']} updates, {summary['wall_s']:.0f} s -> {run_dir}/summary.json")
+
+
+def slot(hydra_cfg):
+    """This cell's place among the cells that a local parallel launcher runs at once."""
+    from sgrnn.train import Slot, usable_cores
+
+    n_jobs = OmegaConf.select(hydra_cfg, "launcher.n_jobs")  # joblib only; other launchers: one cell per machine
+    if hydra_cfg.mode != RunMode.MULTIRUN or not n_jobs:
+        return Slot()
+    cores = usable_cores()
+    jobs = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)  # joblib: -1 = one per core, -2 = all but one
+    return Slot(index=hydra_cfg.job.num, jobs=jobs)
 
 
 def write_failure(cfg: DictConfig, run_dir: Path, message: str) -> None:
@@ -148,12 +166,23 @@ def main(argv: list[str] | None = None) -> None:
             print(f"sgrnn: error: {e}", file=sys.stderr)
             sys.exit(2)
         sys.argv = [f"{Path(sys.argv[0]).name} train", *rest]
-        train_app()
-        if FAILED:
-            print(f"sgrnn: error: {len(FAILED)} cell(s) of the sweep failed (the others finished):", file=sys.stderr)
-            for line in FAILED:
+        with tempfile.NamedTemporaryFile("r", prefix="sgrnn-failed-", suffix=".txt") as failed:
+            os.environ[FAILED_LOG] = failed.name
+            train_app()
+            lines = failed.read().splitlines()
+        if lines:
+            print(f"sgrnn: error: {len(lines)} cell(s) of the sweep failed (the others finished):", file=sys.stderr)
+            for line in lines:
                 print(f"  {line}", file=sys.stderr)
             sys.exit(1)
+    elif command == "report":
+        from sgrnn.report import main as report_main
+
+        try:
+            report_main(rest)
+        except UserError as e:
+            print(f"sgrnn: error: {e}", file=sys.stderr)
+            sys.exit(2)
     elif command == "fetch-ptb":
         from sgrnn.fetch import fetch_ptb
 

@@ -82,6 +82,7 @@ class OptimConfig:
 class TrainConfig:
     max_steps: int = 1_000_000  # parameter updates (one per segment of T steps); whichever of steps/minutes comes first
     max_minutes: float = 5.0  # wall-clock budget of the run in minutes
+    max_samples: int = 0  # budget in timestep-samples (T * batch per update; 0 = none): machine-independent
     log_every: int = 100  # updates between TensorBoard writes (a host sync each)
     threads: int = 0  # torch intra-op threads (0 = all cores)
     progress: Optional[bool] = None  # tqdm bar: None = only when stderr is a terminal

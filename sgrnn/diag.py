@@ -43,7 +43,7 @@ def diagnostics(run, generator: torch.Generator) -> dict:
     profile = dependency_profile(core, x, lambda logits: task.step_losses(logits, y, mask), cfg.probe_k)
     for k in sorted({1, run.cfg.T, run.cfg.T + 1, 2 * run.cfg.T, cfg.probe_k} & set(range(1, cfg.probe_k + 1))):
         out[f"probe/grad_lag_{k}"] = profile[k - 1]
-    if run.sg.model is not None:
+    if "diag/sg_cos" in out:
         run.log.diag["sg_quality"].append({"step": run.step, **{k[5:]: v for k, v in out.items() if k.startswith("diag/")}})
     run.log.diag["dependency_profile"] = {"step": run.step, "k": list(range(1, cfg.probe_k + 1)), "grad": profile}
     run.log.diag["dependency_profiles"].append({"step": run.step, "grad": profile})

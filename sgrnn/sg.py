@@ -101,6 +101,18 @@ class DNI:
     def parameters(self) -> list[nn.Parameter]:
         return (list(self.model.parameters()) if self.model is not None else []) + list(self.depth_models.parameters())
 
+    def state_dict(self) -> dict:
+        """M's parameters (M_l's for between-layers; none for off and oracle)."""
+        return {"model": self.model.state_dict() if self.model is not None else None,
+                "depth": self.depth_models.state_dict()}
+
+    def load_state_dict(self, state) -> None:
+        if state is None or "depth" not in state:  # checkpoints of sgrnn before between-layers: M's own dict
+            state = {"model": state, "depth": {}}
+        if self.model is not None:
+            self.model.load_state_dict(state["model"])
+        self.depth_models.load_state_dict(state["depth"])
+
     def start(self, state: torch.Tensor, first: bool) -> torch.Tensor:
         """The segment's start state: a leaf requiring grad where a bootstrapped target is
         wanted (every truncation boundary), the plain detached state elsewhere."""

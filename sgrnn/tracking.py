@@ -87,7 +87,9 @@ class RunLog:
         self.solved_at: list[dict] = []  # time to result: when each curriculum length was solved
         self.clock = Stopwatch(device, cfg.train.timing)
         # Curves from the held-out instruments (sgrnn.diag), for summary.json.
-        self.diag: dict = {"sg_quality": [], "dependency_profiles": []}
+        # Curves over training, saved in summary.json (sgrnn report reads them): the instruments'
+        # (sgrnn.diag) and, for PTB, each validation.
+        self.diag: dict = {"sg_quality": [], "dependency_profiles": [], "valid_curve": []}
         self.first_bad = torch.full((), -1, dtype=torch.long, device=device)  # first update with a non-finite loss
         show = cfg.train.progress if cfg.train.progress is not None else sys.stderr.isatty()
         self.budget_s = 60 * cfg.train.max_minutes
@@ -118,6 +120,9 @@ class RunLog:
             wall = round(self.elapsed(), 3)
             self.solved_at.append({"length": values["curriculum/length_solved"], "step": step,
                                    "samples": self.samples, "wall_s": wall})
+        if "val/bpc" in values:
+            self.diag.setdefault("valid_curve", []).append(
+                {"step": step, "samples": self.samples, "wall_s": round(self.elapsed(), 3), "bpc": values["val/bpc"]})
         if values:
             self.bar.set_postfix(self.task.progress(), refresh=False)
 
@@ -155,7 +160,8 @@ class RunLog:
         self.sums, self.count, self.last_time, self.last_step = {}, 0, now, step
         self.bar.set_postfix({"step": step, "loss": f"{means.get('train/loss', math.nan):.3f}", **self.task.progress()},
                              refresh=False)
-        done = max(step / self.cfg.train.max_steps, self.elapsed() / self.budget_s)
+        done = max(step / self.cfg.train.max_steps, self.elapsed() / self.budget_s,
+                   self.samples / (self.cfg.train.max_samples or math.inf))
         self.bar.update(min(100.0, 100.0 * done) - self.bar.n)
 
     def close(self, step: int, stop: str, task_summary: dict, status: str = "complete") -> dict:

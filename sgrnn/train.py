@@ -48,12 +48,20 @@ class Run:
     step: int = 0  # parameter updates done
 
 
-def setup(cfg: DictConfig, run_dir: str | Path) -> Run:
+@dataclass(frozen=True)
+class Slot:
+    """Where a cell runs among the cells of a sweep that run at once (Hydra's joblib launcher)."""
+
+    index: int = 0  # the cell's job number in the sweep
+    jobs: int = 1  # cells running at the same time on this machine
+
+
+def setup(cfg: DictConfig, run_dir: str | Path, slot: Slot = Slot()) -> Run:
     """Build a run; resume it from the run folder's checkpoint when there is one."""
     validate(cfg)
     ckpt = resume_point(cfg, Path(run_dir))
-    device = pick_device(cfg.device)
-    torch.set_num_threads(cfg.train.threads or os.cpu_count() or 1)
+    device = pick_device(cfg.device, slot)
+    torch.set_num_threads(cfg.train.threads or max(1, usable_cores() // slot.jobs))
     torch.manual_seed(cfg.seed)
     task = make_task(cfg, cfg.T, device, torch.Generator(device).manual_seed(cfg.seed))
     H, layers = cfg.model.hidden_size, cfg.model.num_layers
@@ -139,14 +147,14 @@ def update(run: Run) -> None:
     run.log.scalars(run.step, task.evaluate(core, run.step))
 
 
-def train(cfg: DictConfig, run_dir: str | Path) -> dict:
+def train(cfg: DictConfig, run_dir: str | Path, slot: Slot = Slot()) -> dict:
     """The whole experiment; returns (and writes) summary.json. Re-running it in the same folder
     skips a finished run and resumes an unfinished one."""
     run_dir = Path(run_dir)
     if (done := completed(cfg, run_dir)) is not None:
         log.info("%s is complete already (%d updates); nothing to do", run_dir, done["steps"])
         return done
-    run = setup(cfg, run_dir)
+    run = setup(cfg, run_dir, slot)
     budget_s, every = 60 * cfg.train.max_minutes, cfg.train.checkpoint_every
     with stop_signals() as signal_name:
         while (stop := stop_reason(run, budget_s, signal_name)) is None:
@@ -180,6 +188,8 @@ def stop_reason(run: Run, budget_s: float, signal_name: list) -> Optional[str]:
         return "early_stopping"
     if run.step >= run.cfg.train.max_steps:
         return "max_steps"
+    if run.cfg.train.max_samples and run.log.samples >= run.cfg.train.max_samples:
+        return "max_samples"
     if run.log.elapsed() > budget_s:
         return "max_minutes"
     return None
@@ -246,17 +256,28 @@ def validate(cfg) -> None:
         raise UserError(f"sg.placement must be all, top or between-layers, got {cfg.sg.placement!r}")
     if cfg.sg.placement == "between-layers" and (cfg.model.num_layers < 2 or cfg.sg.name != "on"):
         raise UserError("sg.placement=between-layers needs sg=on and model.num_layers >= 2")
-    for key in ("optim.clip", "sg.clip", "sg.hidden_size", "sg.start_step", "sg.oracle_lookahead", "train.threads", "diag.every"):
+    for key in ("train.max_samples", "optim.clip", "sg.clip", "sg.hidden_size", "sg.start_step", "sg.oracle_lookahead", "train.threads", "diag.every"):
         value = cfg[key.split(".")[0]][key.split(".")[1]]
         if value < 0:
             raise UserError(f"{key} must be >= 0, got {value}")
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def pick_device(name: str, slot: Slot = Slot()) -> torch.device:
+    """cpu, or a GPU: with several cells at once on a machine with several GPUs, each cell its own
+    (job number mod the number of GPUs)."""
+    if name not in ("auto", "cpu", "cuda"):
+        raise UserError(f"device must be auto, cpu or cuda, got {name!r}")
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("device=cuda but no CUDA GPU is visible to PyTorch (use device=cpu or device=auto)")
-    if name not in ("cpu", "cuda"):
-        raise UserError(f"device must be auto, cpu or cuda, got {name!r}")
-    return torch.device(name)
+    if name == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    gpus = torch.cuda.device_count()
+    return torch.device("cuda", slot.index % gpus if slot.jobs > 1 else 0)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (a SLURM job's cpus_per_task, a taskset), else all."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1

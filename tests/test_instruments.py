@@ -116,3 +116,15 @@ def test_summary_has_cost_accounting_and_the_instruments(tmp_path):
         assert s["error_by_distance"]["step"] == 60
     assert out["on"]["cost"]["sg_ms"] > out["off"]["cost"]["sg_ms"]
     assert [q["step"] for q in out["on"]["sg_quality"]] == [20, 40, 60] and out["off"]["sg_quality"] == []
+
+
+def test_oracle_and_between_layers_runs_checkpoint_and_resume(tmp_path):
+    for name, opts in {"oracle": ["sg=oracle"],
+                       "depth": ["sg=on", "sg.placement=between-layers", "model.num_layers=2"]}.items():
+        cfg = [*opts, *SMALL, "train.checkpoint_every=10", "diag.every=0"]
+        first = train(make_config(*cfg, "train.max_steps=20"), tmp_path / name)
+        (tmp_path / name / "summary.json").unlink()  # as if it had been killed after its last checkpoint
+        again = train(make_config(*cfg, "train.max_steps=30"), tmp_path / name)  # resumes at 20
+        assert (first["steps"], again["steps"]) == (20, 30) and again["status"] == "complete"
+    run = setup(make_config(*cfg), tmp_path / "depth")
+    assert run.step == 30 and len(run.sg.depth_models) == 1  # M_1 came back from the checkpoint

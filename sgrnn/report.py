@@ -1,0 +1,360 @@
+"""``sgrnn report RUNS_DIR``: the paper's Table 1 and the answer to "what does the synthetic
+gradient buy?", built from the runs' summary.json files alone.
+
+Writes into ``RUNS_DIR/report`` (or ``--out``): ``report.md`` (Table 1 with the paper's numbers
+beside each cell, then cost, benefit, SG quality and warm-up), ``table1.csv`` (one row per
+task x method x T) and, with matplotlib installed, PNG plots. A cell with no run says
+"missing", one whose runs failed says "failed"; neither is ever shown as a number.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Callable, Optional
+
+from sgrnn.errors import UserError
+
+METHODS = {"off": "BPTT", "on": "DNI", "aux": "DNI + Aux", "oracle": "Oracle"}
+TASKS = {"copy": "Copy", "repeat-copy": "Repeat Copy", "ptb": "Penn Treebank"}
+# Table 1 of the paper (ICML version) as far as it could be read (../shared/PAPER.md): largest
+# length modelled for Copy / Repeat Copy; PTB test BPC from the paper's learning-curve figure.
+PAPER = {
+    ("copy", "BPTT"): {2: 7, 3: 8, 4: 10, 5: 8},
+    ("copy", "DNI"): {2: 16, 3: 14, 4: 18, 5: 18},
+    ("repeat-copy", "BPTT"): {2: 7, 3: 5, 4: 19, 5: 23},
+    ("repeat-copy", "DNI"): {2: 39, 3: 33, 4: 39, 5: 59},
+    ("ptb", "BPTT"): {8: 1.354, 20: 1.349, 40: 1.344},
+    ("ptb", "DNI"): {8: 1.340},
+}
+METRIC = {"copy": "largest length solved (higher is better)", "repeat-copy": "largest length solved (higher is better)",
+          "ptb": "test BPC (lower is better)"}
+
+
+# ---------------------------------------------------------------------------- collecting runs
+
+
+def load_runs(root: Path) -> list[dict]:
+    """Every summary.json under ``root`` (the report's own folder excluded), with its folder."""
+    runs = []
+    for path in sorted(root.rglob("summary.json")):
+        try:
+            s = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            s = {"status": "failed", "error": f"unreadable summary.json ({e})"}
+        if "task" in s and "T" in s:
+            runs.append({**s, "dir": str(path.parent)})
+    return runs
+
+
+def method_of(s: dict) -> str:
+    """BPTT / DNI / DNI + Aux / Oracle, with any non-default SG placement or warm-up."""
+    base = METHODS.get(s.get("sg"), str(s.get("sg")))
+    extras = []
+    if s.get("sg_placement") not in (None, "all"):
+        extras.append(s["sg_placement"])
+    if s.get("sg_start_step"):
+        extras.append(f"warm-up {s['sg_start_step']}")
+    if (s.get("config") or {}).get("model", {}).get("num_layers", 1) > 1:
+        extras.append(f"{s['config']['model']['num_layers']} layers")
+    return base + (f" ({', '.join(extras)})" if extras else "")
+
+
+def result(s: dict) -> Optional[float]:
+    """The Table 1 number of one finished run."""
+    if s["task"] == "ptb":
+        v = s.get("test_bpc")
+        return v if isinstance(v, (int, float)) and math.isfinite(v) else None
+    return s.get("max_solved", {}).get("length")
+
+
+def group(runs: list[dict]) -> dict:
+    """{(task, method): {T: [summaries]}}"""
+    cells: dict = defaultdict(lambda: defaultdict(list))
+    for s in runs:
+        cells[(s["task"], method_of(s))][s["T"]].append(s)
+    return cells
+
+
+def _order(key):
+    task, method = key
+    base = list(METHODS.values())
+    head = method.split(" (")[0]
+    return (list(TASKS).index(task) if task in TASKS else 99, base.index(head) if head in base else 99, method)
+
+
+def median(values: list[float]) -> Optional[float]:
+    return statistics.median(values) if values else None
+
+
+def fmt(v) -> str:
+    """Integers as they are; other numbers to 3 decimals below 10, 1 below 100, else none."""
+    if v is None:
+        return "-"
+    if float(v).is_integer() and abs(v) < 1e15:
+        return str(int(v))
+    if abs(v) < 1e-3:
+        return f"{v:.1e}"
+    digits = 3 if abs(v) < 10 else 1 if abs(v) < 100 else 0
+    return f"{v:.{digits}f}"
+
+
+# ---------------------------------------------------------------------------- Table 1
+
+
+def cell_stats(runs: list[dict]) -> dict:
+    done = [s for s in runs if s.get("status") == "complete" and result(s) is not None]
+    values = [result(s) for s in done]
+    return {
+        "n": len(done),
+        "failed": sum(s.get("status") == "failed" for s in runs),
+        "unfinished": sum(s.get("status") not in ("complete", "failed") for s in runs),
+        "median": median(values),
+        "min": min(values) if values else None,
+        "max": max(values) if values else None,
+        "seeds": sorted(s.get("seed") for s in done),
+    }
+
+
+def cell_text(st: Optional[dict], paper) -> str:
+    beside = f" · paper {fmt(paper)}" if paper is not None else ""
+    if st is None:
+        return f"missing{beside}"
+    notes = [f"{st['failed']} failed"] * bool(st["failed"]) + [f"{st['unfinished']} unfinished"] * bool(st["unfinished"])
+    if not st["n"]:
+        return f"{'failed' if st['failed'] else 'unfinished'} ({', '.join(notes)}){beside}"
+    spread = f" [{fmt(st['min'])}–{fmt(st['max'])}]" if st["n"] > 1 else ""
+    extra = f", {', '.join(notes)}" if notes else ""
+    return f"**{fmt(st['median'])}**{spread} (n={st['n']}{extra}){beside}"
+
+
+def table1(cells: dict) -> tuple[list[str], list[dict]]:
+    """Markdown lines (one table per task) and CSV rows."""
+    lines, rows = [], []
+    for task in sorted({t for t, _ in cells}, key=lambda t: _order((t, ""))):
+        keys = sorted((k for k in cells if k[0] == task), key=_order)
+        Ts = sorted({T for k in keys for T in cells[k]} | {T for k in keys for T in PAPER.get(k, {})})
+        lines += [f"### {TASKS.get(task, task)}: {METRIC.get(task, '')}", "",
+                  "| method | " + " | ".join(f"T={T}" for T in Ts) + " |", "|---" * (len(Ts) + 1) + "|"]
+        for key in keys:
+            texts = []
+            for T in Ts:
+                st = cell_stats(cells[key][T]) if T in cells[key] else None
+                paper = PAPER.get(key, {}).get(T)
+                texts.append(cell_text(st, paper))
+                rows.append({"task": task, "method": key[1], "T": T, "metric": METRIC.get(task, ""),
+                             "median": st["median"] if st else None, "min": st["min"] if st else None,
+                             "max": st["max"] if st else None, "n": st["n"] if st else 0,
+                             "failed": st["failed"] if st else 0, "unfinished": st["unfinished"] if st else 0,
+                             "status": "missing" if st is None else ("ok" if st["n"] else "failed"), "paper": paper})
+            lines.append(f"| {key[1]} | " + " | ".join(texts) + " |")
+        lines += ["", "Cells: median over seeds **bold**, [min–max], n finished runs; paper's number beside.", ""]
+    return lines, rows
+
+
+# ---------------------------------------------------------------------------- the answer
+
+
+def finished(runs: list[dict]) -> list[dict]:
+    return [s for s in runs if s.get("status") == "complete"]
+
+
+def med_of(runs: list[dict], get: Callable[[dict], Optional[float]]) -> Optional[float]:
+    return median([v for v in (get(s) for s in finished(runs)) if v is not None])
+
+
+def time_to(s: dict, task: str, target: float) -> Optional[float]:
+    """Wall seconds until the run first reached ``target`` (a length for Copy, a BPC for PTB)."""
+    if task == "ptb":
+        hits = [p["wall_s"] for p in s.get("valid_curve", []) if p["bpc"] <= target]
+    else:
+        hits = [p["wall_s"] for p in s.get("solved_at", []) if p["length"] >= target]
+    return min(hits) if hits else None
+
+
+def cost_section(cells: dict) -> list[str]:
+    lines = ["## Cost: what an update costs, and what progress costs", "",
+             "Per update (median over seeds, ms): forward, backward through the core, SG work (M's prediction, "
+             "its regression, the aux loss), everything else. Throughput in timestep-samples/s, and its ratio to "
+             "BPTT at the same T. *Time to target*: wall seconds until the run first reached the level that every "
+             "method of the task reached at that T (Copy: a solved length; PTB: a validation BPC).", "",
+             "| task | method | T | update ms | forward | backward | SG | other | samples/s | vs BPTT | target | s to target |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for task in sorted({t for t, _ in cells}, key=lambda t: _order((t, ""))):
+        keys = sorted((k for k in cells if k[0] == task), key=_order)
+        for T in sorted({T for k in keys for T in cells[k]}):
+            per = {k: finished(cells[k].get(T, [])) for k in keys}
+            per = {k: v for k, v in per.items() if v}
+            if not per:
+                continue
+            if task == "ptb":
+                levels = [med_of(v, lambda s: s.get("best_valid_bpc")) for v in per.values()]
+                target = max((x for x in levels if x is not None and math.isfinite(x)), default=None)
+            else:
+                levels = [med_of(v, result) for v in per.values()]
+                target = min((x for x in levels if x is not None), default=None)
+                target = target if target else None
+            base = med_of(per.get((task, "BPTT"), []), lambda s: s.get("cost", {}).get("samples_per_s"))
+            for k, runs in per.items():
+                c = lambda name: med_of(runs, lambda s: s.get("cost", {}).get(name))  # noqa: E731
+                sps = c("samples_per_s")
+                ratio = f"{sps / base:.2f}" if sps and base else "-"
+                ttt = med_of(runs, lambda s: time_to(s, task, target)) if target is not None else None
+                lines.append(f"| {TASKS.get(task, task)} | {k[1]} | {T} | {fmt(c('update_ms'))} | {fmt(c('forward_ms'))} | "
+                             f"{fmt(c('backward_ms'))} | {fmt(c('sg_ms'))} | {fmt(c('other_ms'))} | {fmt(sps)} | {ratio} | "
+                             f"{fmt(target)} | {fmt(ttt)} |")
+    return lines + [""]
+
+
+def benefit_section(cells: dict) -> list[str]:
+    lines = ["## Benefit: how far back dependencies were learned", "",
+             "Copy / Repeat Copy: median over seeds of the largest length solved and of the dependency span "
+             "(time steps between an input and its last use) vs T. A span beyond T was learned across "
+             "truncation boundaries.", ""]
+    keys = sorted((k for k in cells if k[0] != "ptb"), key=_order)
+    if not keys:
+        return lines + ["(no Copy or Repeat Copy runs)", ""]
+    lines += ["| task | method | T | length | span | span / T |", "|---|---|---|---|---|---|"]
+    for k in keys:
+        for T in sorted(cells[k]):
+            runs = cells[k][T]
+            length = med_of(runs, result)
+            span = med_of(runs, lambda s: s.get("max_solved", {}).get("span"))
+            ratio = f"{span / T:.1f}" if span is not None else "-"
+            lines.append(f"| {TASKS.get(k[0], k[0])} | {k[1]} | {T} | {fmt(length)} | {fmt(span)} | {ratio} |")
+    return lines + [""]
+
+
+def sg_curve(s: dict) -> list[dict]:
+    return [p for p in s.get("sg_quality", []) if "sg_cos" in p]
+
+
+def quality_section(cells: dict) -> list[str]:
+    lines = ["## SG quality: is the predicted gradient right, and is the true one negligible?", "",
+             "On held-out data at the truncation boundaries (`diag.every`): cos(g_hat, g_true), |g_hat| / |g_true| "
+             "and |g_true|, at the first and the last measurement (median over seeds).", ""]
+    rows = []
+    for k in sorted(cells, key=_order):
+        for T in sorted(cells[k]):
+            runs = [s for s in finished(cells[k][T]) if sg_curve(s)]
+            if not runs:
+                continue
+            q = lambda i, name: med_of(runs, lambda s: sg_curve(s)[i].get(name))  # noqa: E731
+            rows.append(f"| {TASKS.get(k[0], k[0])} | {k[1]} | {T} | {fmt(q(0, 'sg_cos'))} → {fmt(q(-1, 'sg_cos'))} | "
+                        f"{fmt(q(0, 'sg_norm_ratio'))} → {fmt(q(-1, 'sg_norm_ratio'))} | "
+                        f"{fmt(q(0, 'true_grad_norm'))} → {fmt(q(-1, 'true_grad_norm'))} |")
+    if not rows:
+        return lines + ["(no run holds SG-quality measurements)", ""]
+    return lines + ["| task | method | T | cos | norm ratio | abs g_true |", "|---|---|---|---|---|---|", *rows, ""]
+
+
+def warmup_section(cells: dict) -> list[str]:
+    lines = ["## Warm-up: plain BPTT first, SG later (`sg.start_step`)", ""]
+    rows = []
+    for (task, method), byT in sorted(cells.items(), key=lambda kv: _order(kv[0])):
+        if "warm-up" not in method:
+            continue
+        base = method.split(" (")[0]
+        for T, runs in sorted(byT.items()):
+            plain = cells.get((task, base), {}).get(T, [])
+            rows.append(f"| {TASKS.get(task, task)} | {method} | {T} | {fmt(med_of(runs, result))} | "
+                        f"{base}: {fmt(med_of(plain, result)) if plain else 'missing'} |")
+    if not rows:
+        return lines + ["(no runs with sg.start_step > 0)", ""]
+    return lines + ["| task | method | T | result | without warm-up |", "|---|---|---|---|---|", *rows, ""]
+
+
+# ---------------------------------------------------------------------------- plots
+
+
+def plots(cells: dict, out: Path) -> list[str]:
+    """PNG files written (none without matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    written = []
+
+    def figure(name: str, tasks: list[str], series: Callable[[dict], tuple[list, list]], xlabel: str, ylabel: str):
+        panels = [(task, T) for task in tasks for T in sorted({T for k in cells if k[0] == task for T in cells[k]})]
+        panels = [(task, T) for task, T in panels
+                  if any(series(s)[0] for k in cells if k[0] == task for s in finished(cells[k].get(T, [])))]
+        if not panels:
+            return
+        fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2), squeeze=False)
+        for ax, (task, T) in zip(axes[0], panels):
+            for i, key in enumerate(sorted((k for k in cells if k[0] == task), key=_order)):
+                for j, s in enumerate(finished(cells[key].get(T, []))):
+                    xs, ys = series(s)
+                    if xs:
+                        ax.plot(xs, ys, color=f"C{i}", alpha=0.8, drawstyle="steps-post" if task != "ptb" else "default",
+                                label=key[1] if j == 0 else None)
+            ax.set_title(f"{TASKS.get(task, task)}, T={T}")
+            ax.set_xlabel(xlabel)
+            ax.legend(fontsize=7)
+        axes[0][0].set_ylabel(ylabel)
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        written.append(name)
+
+    figure("curriculum.png", ["copy", "repeat-copy"],
+           lambda s: ([0] + [p["samples"] for p in s.get("solved_at", [])], [0] + [p["length"] for p in s.get("solved_at", [])])
+           if s.get("solved_at") else ([], []), "timestep-samples", "length solved")
+    figure("ptb_valid_bpc.png", ["ptb"],
+           lambda s: ([p["samples"] for p in s.get("valid_curve", [])], [p["bpc"] for p in s.get("valid_curve", [])]),
+           "timestep-samples", "validation BPC")
+    figure("sg_cos.png", list(TASKS),
+           lambda s: ([p["step"] for p in sg_curve(s)], [p["sg_cos"] for p in sg_curve(s)]),
+           "updates", "cos(g_hat, g_true)")
+    return written
+
+
+# ---------------------------------------------------------------------------- the command
+
+
+def report(runs_dir: str | Path, out: Optional[str | Path] = None) -> Path:
+    root = Path(runs_dir)
+    if not root.is_dir():
+        raise UserError(f"no runs folder {root}")
+    out = Path(out) if out else root / "report"
+    runs = [s for s in load_runs(root) if not Path(s["dir"]).is_relative_to(out)]
+    if not runs:
+        raise UserError(f"no summary.json under {root}: nothing to report")
+    cells = group(runs)
+    out.mkdir(parents=True, exist_ok=True)
+    table, rows = table1(cells)
+    with open(out / "table1.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    pngs = plots(cells, out)
+    n_done = sum(s.get("status") == "complete" for s in runs)
+    lines = [f"# sgrnn report: {root}", "",
+             f"{len(runs)} runs ({n_done} finished, {len(runs) - n_done} failed or unfinished), from their summary.json.", "",
+             "## Table 1", "", *table, *cost_section(cells), *benefit_section(cells), *quality_section(cells),
+             *warmup_section(cells), "## Plots", ""]
+    lines += [f"![{p}]({p})" for p in pngs] or ["(matplotlib is not installed: pip install -e \".[plot]\")"]
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    (out / "table1.md").write_text("\n".join(table) + "\n")
+    return out
+
+
+def main(args: list[str]) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="sgrnn report", description="Table 1, cost, benefit and SG quality "
+                                     "from a folder of runs (their summary.json files).")
+    parser.add_argument("runs_dir", help="folder searched recursively for summary.json (e.g. runs)")
+    parser.add_argument("--out", help="output folder (default: RUNS_DIR/report)")
+    ns = parser.parse_args(args)
+    out = report(ns.runs_dir, ns.out)
+    print((out / "table1.md").read_text(), end="")
+    print(f"report: {out / 'report.md'} (with {out / 'table1.csv'} and plots)")

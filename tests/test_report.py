@@ -1,0 +1,137 @@
+"""Presets, launchers and `sgrnn report` (issue 6)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from sgrnn.config import conf_dir, register_configs
+from sgrnn.report import report
+from sgrnn.train import Slot, pick_device, setup, usable_cores
+
+PRESETS = sorted(p.stem for p in Path(conf_dir(), "experiment").glob("*.yaml"))
+
+
+def compose_full(*overrides: str):
+    register_configs()
+    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_composes_with_its_own_sweep_and_budget(preset):
+    cfg = compose_full(f"experiment={preset}")
+    task, method = preset.replace("-paper", "").split("-", 1) if not preset.startswith("repeat-copy") else (
+        "repeat-copy", preset[len("repeat-copy-"):])
+    assert cfg.task.name == task
+    assert cfg.sg.name == {"bptt": "off", "dni": "on", "dni-aux": "aux"}[method]
+    sweep = cfg.hydra.sweeper.params
+    Ts = [int(t) for t in str(sweep.T).split(",")]
+    assert sweep.seed == "0,1,2" and Ts[:4] == [2, 3, 4, 5]
+    assert (20 in Ts and 40 in Ts) == (task == "ptb" and method == "bptt")
+    assert (8 in Ts) == (task == "ptb")
+    assert cfg.train.max_samples > 0  # a per-cell budget in data, not only in minutes
+    assert cfg.model.hidden_size == (1024 if "paper" in preset else 256)
+
+
+def test_the_whole_cpu_grid_is_the_documented_123_cells():
+    cells = 0
+    for preset in PRESETS:
+        if "paper" not in preset:
+            sweep = compose_full(f"experiment={preset}").hydra.sweeper.params
+            cells += len(str(sweep.T).split(",")) * len(str(sweep.seed).split(","))
+    assert cells == 123  # the figure the presets' budget comments are based on
+
+
+def test_launchers_are_selectable_from_the_command_line():
+    local = compose_full("hydra/launcher=local").hydra.launcher
+    assert "joblib" in local._target_.lower() and local.n_jobs == 2
+    slurm = compose_full("hydra/launcher=slurm").hydra.launcher
+    assert "submitit" in slurm._target_.lower() and slurm.gpus_per_node == 1
+
+
+def test_parallel_cells_share_the_cores_and_each_gets_its_own_gpu(tmp_path, monkeypatch):
+    from sgrnn.config import make_config
+
+    run = setup(make_config("model.hidden_size=8", "device=cpu"), tmp_path, Slot(index=1, jobs=usable_cores()))
+    assert torch.get_num_threads() == 1 and run.step == 0
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert [pick_device("auto", Slot(index=i, jobs=2)).index for i in range(6)] == [0, 1, 2, 3, 0, 1]
+    assert pick_device("cuda", Slot()).index == 0  # one cell at a time (or one per SLURM job): its visible GPU
+    assert pick_device("cpu", Slot(index=3, jobs=2)).type == "cpu"
+
+
+def write(folder: Path, **summary) -> None:
+    folder.mkdir(parents=True)
+    (folder / "summary.json").write_text(json.dumps(summary))
+
+
+def copy_run(T, seed, length, sg="off", **extra):
+    return {**dict(status="complete", task="copy", sg=sg, T=T, seed=seed, steps=100, samples=100 * T * 8, wall_s=10.0,
+                max_solved={"N": length - 2, "R": 1, "length": length, "span": length - 2},
+                solved_at=[{"length": L, "step": 10 * L, "samples": 240 * L, "wall_s": float(L)} for L in range(3, length + 1)],
+                cost={"forward_ms": 1.0, "backward_ms": 2.0, "sg_ms": 0.5 if sg != "off" else 0.0, "other_ms": 0.5,
+                      "update_ms": 4.0 if sg != "off" else 3.5, "samples_per_s": 600.0 if sg != "off" else 700.0},
+                sg_placement="all" if sg != "off" else None, sg_start_step=0 if sg != "off" else None,
+                sg_quality=[{"step": 10, "sg_cos": 0.1, "sg_norm_ratio": 0.5, "true_grad_norm": 0.2},
+                            {"step": 20, "sg_cos": 0.6, "sg_norm_ratio": 0.9, "true_grad_norm": 0.1}] if sg != "off" else []),
+            **extra}
+
+
+def test_report_table_has_medians_spread_paper_numbers_and_never_shows_missing_or_failed_as_zero(tmp_path):
+    for seed, length in enumerate([3, 5, 4]):
+        write(tmp_path / "copy" / f"off,T=2,seed={seed}", **copy_run(2, seed, length))
+    for seed, length in enumerate([9, 7]):
+        write(tmp_path / "copy" / f"on,T=2,seed={seed}", **copy_run(2, seed, length, sg="on"))
+    write(tmp_path / "copy" / "on,T=2,seed=2", status="failed", error="boom", task="copy", sg="on", T=2, seed=2)
+    write(tmp_path / "copy" / "on,T=3,seed=0", status="failed", error="boom", task="copy", sg="on", T=3, seed=0)
+    write(tmp_path / "copy" / "warm,T=2", **copy_run(2, 0, 8, sg="on", sg_start_step=500))
+    write(tmp_path / "ptb" / "off,T=8", status="complete", task="ptb", sg="off", T=8, seed=0, test_bpc=1.5,
+          best_valid_bpc=1.52, valid_curve=[{"step": 1, "samples": 10, "wall_s": 1.0, "bpc": 2.0},
+                                            {"step": 2, "samples": 20, "wall_s": 2.0, "bpc": 1.52}], cost={})
+    out = report(tmp_path)
+    md = (out / "report.md").read_text()
+    assert "| BPTT | **4** [3–5] (n=3) · paper 7 | missing · paper 8 |" in md
+    assert "| DNI | **8** [7–9] (n=2, 1 failed) · paper 16 | failed (1 failed) · paper 14 |" in md
+    assert "| DNI (warm-up 500) | **8** (n=1) | missing |" in md
+    assert "| BPTT | **1.500** (n=1) · paper 1.354 |" in md or "**1.500** (n=1) · paper 1.354" in md
+    rows = list(csv.DictReader(open(out / "table1.csv")))
+    missing = [r for r in rows if r["task"] == "copy" and r["method"] == "BPTT" and r["T"] == "3"][0]
+    failed = [r for r in rows if r["task"] == "copy" and r["method"] == "DNI" and r["T"] == "3"][0]
+    assert (missing["status"], missing["median"]) == ("missing", "") and (failed["status"], failed["median"]) == ("failed", "")
+    # The answer sections: cost ratio vs BPTT and time to the common target (length 4 = BPTT's median).
+    assert "| Copy | DNI | 2 | 4 | 1 | 2 | 0.500 | 0.500 | 600 | 0.86 | 4 | 4 |" in md
+    assert "| Copy | DNI | 2 | 0.100 → 0.600 | 0.500 → 0.900 | 0.200 → 0.100 |" in md  # SG quality, first → last
+    assert "| Copy | DNI (warm-up 500) | 2 | 8 | DNI: 8 |" in md
+    assert {"curriculum.png", "ptb_valid_bpc.png", "sg_cos.png"} <= {p.name for p in out.iterdir()}
+
+
+def test_report_command_fails_in_one_line_without_runs(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "sgrnn.cli", "report", str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr == f"sgrnn: error: no summary.json under {tmp_path}: nothing to report\n"
+
+
+def test_a_local_parallel_sweep_lists_its_failed_cell_and_reports(tmp_path):
+    """Two cells at once through the joblib launcher; the PTB cell fails (no data), the Copy one
+    finishes; the failure reaches the sweep's exit status from the worker process."""
+    args = ["train", "-m", "task=copy,ptb", "sg=on", "model.hidden_size=16", "task.batch_size=8",
+            "train.max_steps=30", "diag.every=10", "device=cpu", "hydra/launcher=local", f"hydra.sweep.dir={tmp_path}"]
+    env = {**os.environ, "SGRNN_DATA_DIR": str(tmp_path / "no-ptb")}
+    r = subprocess.run([sys.executable, "-m", "sgrnn.cli", *args], capture_output=True, text=True, env=env)
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert "1 cell(s) of the sweep failed" in r.stderr and "PTB data not found" in r.stderr
+    (copy_summary,) = tmp_path.glob("copy/*/summary.json")
+    done = json.loads(copy_summary.read_text())
+    assert done["status"] == "complete" and done["threads"] == max(1, usable_cores() // 2)
+    md = (report(tmp_path) / "report.md").read_text()
+    assert "| DNI | failed (1 failed) · paper 1.340 |" in md or "failed (1 failed)" in md
+    assert "(n=1) · paper 14" in md  # the Copy cell, T=3 by default
