@@ -65,14 +65,15 @@ def bare_step(shape: str, T: int, hidden: int, batch: int, device):
     return step
 
 
-def trainer_step(shape: str, T: int, sg: str, hidden: int, batch: int, device, run_dir: Path, ptb_dir: str):
+def trainer_step(shape: str, T: int, sg: str, hidden: int, batch: int, device, run_dir: Path, ptb_dir: str,
+                 more: tuple = ()):
     from sgrnn.config import make_config
     from sgrnn.train import setup, update
 
     overrides, _, _ = SHAPES[shape]
     extra = [f"task.data_dir={ptb_dir}", "task.val_every=1000000000"] if shape == "ptb" else []
     cfg = make_config(*overrides, *extra, f"sg={sg}", f"T={T}", f"model.hidden_size={hidden}",
-                   f"task.batch_size={batch}", f"device={device.type}", "train.progress=false")
+                   f"task.batch_size={batch}", f"device={device.type}", "train.progress=false", *more)
     run = setup(cfg, run_dir)
     return lambda: update(run)
 
@@ -100,14 +101,16 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
     p.add_argument("--ptb-dir", default="../shared/data/ptb")
+    p.add_argument("--bf16", action="store_true", help="also (d): sg=on with sg.dtype=bfloat16, and d/b")
     args = p.parse_args()
     device = torch.device(args.device)
     threads = args.threads or os.cpu_count() or 1
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"{threads} threads, device {device}" + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""))
     print(f"# median of {args.repeats} x {args.steps} updates after {args.warmup} warm-up; timestep-samples/s")
-    print("| shape | T | (a) bare LSTM | (b) sg=off | (c) sg=on | b/a | c/b |")
-    print("|---|---|---|---|---|---|---|")
+    d = " (d) sg=on bf16 M | d/b |" if args.bf16 else ""
+    print("| shape | T | (a) bare LSTM | (b) sg=off | (c) sg=on | b/a | c/b |" + d)
+    print("|---|---|---|---|---|---|---|" + "---|---|" * args.bf16)
     with tempfile.TemporaryDirectory() as tmp:
         for shape in args.shapes:
             _, hidden, batch = SHAPES[shape]
@@ -117,15 +120,19 @@ def main() -> None:
                     "b": trainer_step(shape, T, "off", hidden, batch, device, Path(tmp) / f"{shape}{T}off", args.ptb_dir),
                     "c": trainer_step(shape, T, "on", hidden, batch, device, Path(tmp) / f"{shape}{T}on", args.ptb_dir),
                 }
+                if args.bf16:
+                    steps["d"] = trainer_step(shape, T, "on", hidden, batch, device, Path(tmp) / f"{shape}{T}bf",
+                                              args.ptb_dir, ("sg.dtype=bfloat16",))
                 torch.set_num_threads(threads)  # setup() sets it from the config; make it explicit here
                 rates = {k: [] for k in steps}
                 for r in range(args.repeats):
-                    order = list(steps)[r % 3 :] + list(steps)[: r % 3]  # rotate to spread drift
+                    order = list(steps)[r % len(steps) :] + list(steps)[: r % len(steps)]  # rotate to spread drift
                     for k in order:
                         rates[k].append(T * batch * args.steps / timed(steps[k], args.warmup, args.steps, device))
                 m = {k: statistics.median(v) for k, v in rates.items()}
                 print(f"| {shape} H={hidden} B={batch} | {T} | {m['a']:,.0f} | {m['b']:,.0f} | {m['c']:,.0f} "
-                      f"| {m['b'] / m['a']:.2f} | {m['c'] / m['b']:.2f} |", flush=True)
+                      f"| {m['b'] / m['a']:.2f} | {m['c'] / m['b']:.2f} |"
+                      + (f" {m['d']:,.0f} | {m['d'] / m['b']:.2f} |" if args.bf16 else ""), flush=True)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ class SGConfig:
     placement: str = "all"  # all: M reads/predicts (h, c) of every layer (paper) | top: the top layer's only
     start_step: int = 0  # warm-up: plain truncated BPTT for this many updates while M already learns
     aux_weight: float = 1.0  # sg=aux: weight of the core's auxiliary loss (predicting M(s_end) at the segment's first step)
+    dtype: str = "float32"  # M's compute dtype: float32 | bfloat16 (faster matmuls on CPUs with AVX512-BF16 and on GPUs; see README)
     oracle_lookahead: int = 0  # sg=oracle: steps of future BPTT per boundary (0 = to the episode's end; PTB needs > 0)
 
 
@@ -132,6 +133,8 @@ def register_configs() -> None:
     """Put the schema and every group option in Hydra's ConfigStore, and the run-folder
     resolver in OmegaConf (idempotent)."""
     OmegaConf.register_new_resolver("sgrnn.suffix", lambda s: f",{s}" if s else "", replace=True)
+    # Integer division, at least 1, for budgets that scale with T (e.g. updates per validation).
+    OmegaConf.register_new_resolver("sgrnn.div", lambda a, b: max(1, int(a) // int(b)), replace=True)
     cs = ConfigStore.instance()
     cs.store(name="sgrnn_schema", node=Config)
     for name, node in TASKS.items():

@@ -81,6 +81,7 @@ class DNI:
         self.model: Optional[SyntheticGradientModel] = None
         self.depth_models = nn.ModuleList()  # between-layers: M_l per junction
         self.links: list = []  # between-layers: this segment's (output of layer l, input leaf of l+1)
+        self.low: Optional[torch.dtype] = None  # sg.dtype=bfloat16: M's compute dtype
         self.oracle_fn = None  # oracle mode: s_end -> exact per-sequence future gradient (set by the trainer)
         if self.enabled:
             top = cfg.placement == "top"
@@ -96,7 +97,17 @@ class DNI:
                 self.model = SyntheticGradientModel(self.size, cfg.hidden_size).to(device)
             self.scale, self.scale_in_target, self.loss_weight = cfg.scale, cfg.scale_in_target, cfg.loss_weight
             self.start_step, self.aux_weight = cfg.start_step, cfg.aux_weight
+            # sg.dtype=bfloat16: M's matmuls run in bfloat16 under autocast (weights, target, loss stay float32).
+            self.low = torch.bfloat16 if cfg.dtype == "bfloat16" else None
         self.aux = self.mode == "aux"
+
+    def m(self, s: torch.Tensor, model: Optional[nn.Module] = None) -> torch.Tensor:
+        """M(s) (or another M_l), in float32; with ``sg.dtype=bfloat16`` computed in bfloat16."""
+        model = self.model if model is None else model
+        if self.low is None:
+            return model(s)
+        with torch.autocast(s.device.type, dtype=self.low):
+            return model(s).float()
 
     def parameters(self) -> list[nn.Parameter]:
         return (list(self.model.parameters()) if self.model is not None else []) + list(self.depth_models.parameters())
@@ -127,7 +138,7 @@ class DNI:
         if self.mode == "oracle":
             return self.oracle_fn(s_end.detach())[:, self.cols]
         with torch.no_grad():
-            return self.model(s_end[:, self.cols])
+            return self.m(s_end[:, self.cols])
 
     def aux_loss(self, core, top_hidden: torch.Tensor, g_hat: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
         """DNI + Aux: the core's prediction, at the segment's first step, of the synthetic
@@ -149,7 +160,7 @@ class DNI:
         inject = step >= self.start_step if self.enabled else False
         if self.links and inject:  # between-layers: layer l gets <M_l(h_l), h_l> in place of the true gradient
             with torch.no_grad():
-                g_depth = [m(below) for m, (below, _) in zip(self.depth_models, self.links)]
+                g_depth = [self.m(below, m) for m, (below, _) in zip(self.depth_models, self.links)]
             loss = loss + sum((g * below).sum() for g, (below, _) in zip(g_depth, self.links)) / s_end.shape[0]
         self._backward_in_time(loss, s_start, s_end, g_hat, inject)
         if self.links and not inject:  # warm-up in depth: the true gradient from above, a second pass
@@ -183,7 +194,7 @@ class DNI:
         if self.model is None or s_start.grad is None:
             return None
         target = self.bootstrapped_target(s_start)
-        pred = self.model(s_start.detach()[:, self.cols])
+        pred = self.m(s_start.detach()[:, self.cols])
         sq = (pred - target).pow(2).sum(dim=1)
         sg_loss = 0.5 * self.loss_weight * sq.mean()
         sg_loss.backward()
@@ -191,23 +202,26 @@ class DNI:
             "sg/loss": sg_loss.detach(),
             "sg/pred_norm": pred.detach().norm(dim=1).mean(),
             "sg/target_norm": target.norm(dim=1).mean(),
+            "sg/target_cos": F.cosine_similarity(pred.detach(), target, dim=1, eps=1e-12).mean(),
         }
 
     def _learn_depth(self) -> dict:
         """between-layers: regress each M_l(h_l) onto the true gradient that reached layer l+1's
         input (per sequence, at every step)."""
-        total, pred_norm, target_norm = 0.0, 0.0, 0.0
+        total, pred_norm, target_norm, cos = 0.0, 0.0, 0.0, 0.0
         for m, (below, leaf) in zip(self.depth_models, self.links):
             B = below.shape[1]
             target = leaf.grad.detach() * B
-            pred = m(below.detach())
+            pred = self.m(below.detach(), m)
             total = total + 0.5 * self.loss_weight * (pred - target).pow(2).sum(dim=2).mean()
             pred_norm = pred_norm + pred.detach().norm(dim=2).mean()
             target_norm = target_norm + target.norm(dim=2).mean()
+            cos = cos + F.cosine_similarity(pred.detach(), target, dim=2, eps=1e-12).mean()
         total.backward()
         n = len(self.links)
         self.links = []
-        return {"sg/loss": total.detach(), "sg/pred_norm": pred_norm / n, "sg/target_norm": target_norm / n}
+        return {"sg/loss": total.detach(), "sg/pred_norm": pred_norm / n, "sg/target_norm": target_norm / n,
+                "sg/target_cos": cos / n}
 
 
 def future_gradients(core, loss_fn, x, y, mask, state: torch.Tensor, T: int) -> tuple[list, list]:
@@ -243,6 +257,6 @@ def sg_quality(dni: DNI, core, loss_fn, x, y, mask, T: int) -> dict:
         return {}
     s = torch.cat(states[1:])[:, dni.cols]
     true = torch.cat(grads[1:])[:, dni.cols]
-    pred = dni.model(s) if dni.model is not None else true
+    pred = dni.m(s) if dni.model is not None else true
     cos, ratio, norm = _cos_and_ratio(pred.detach(), true)
     return {"diag/sg_cos": cos, "diag/sg_norm_ratio": ratio, "diag/true_grad_norm": norm}

@@ -254,6 +254,8 @@ def validate(cfg) -> None:
         raise UserError(f"train.resume must be auto, force or restart, got {cfg.train.resume!r}")
     if cfg.sg.placement not in ("all", "top", "between-layers"):
         raise UserError(f"sg.placement must be all, top or between-layers, got {cfg.sg.placement!r}")
+    if cfg.sg.dtype not in ("float32", "bfloat16"):
+        raise UserError(f"sg.dtype must be float32 or bfloat16, got {cfg.sg.dtype!r}")
     if cfg.sg.placement == "between-layers" and (cfg.model.num_layers < 2 or cfg.sg.name != "on"):
         raise UserError("sg.placement=between-layers needs sg=on and model.num_layers >= 2")
     for key in ("train.max_samples", "optim.clip", "sg.clip", "sg.hidden_size", "sg.start_step", "sg.oracle_lookahead", "train.threads", "diag.every"):

@@ -128,3 +128,18 @@ def test_oracle_and_between_layers_runs_checkpoint_and_resume(tmp_path):
         assert (first["steps"], again["steps"]) == (20, 30) and again["status"] == "complete"
     run = setup(make_config(*cfg), tmp_path / "depth")
     assert run.step == 30 and len(run.sg.depth_models) == 1  # M_1 came back from the checkpoint
+
+
+def test_bfloat16_M_predicts_as_float32_M_does_to_bfloat16_precision_and_trains(tmp_path):
+    full = setup(make_config("sg=on", *SMALL), tmp_path / "f32")
+    low = setup(make_config("sg=on", "sg.dtype=bfloat16", *SMALL), tmp_path / "bf16")
+    torch.manual_seed(0)
+    nn.init.normal_(low.sg.model.net[-1].weight, std=0.3)
+    full.sg.model.load_state_dict(low.sg.model.state_dict())
+    s = torch.randn(8, full.core.state_size)
+    a, b = full.sg.predict(s, last=False), low.sg.predict(s, last=False)
+    assert b.dtype == torch.float32 and not torch.equal(a, b)  # really computed in bfloat16
+    assert (a - b).abs().max() < 0.02 * a.abs().max()  # bfloat16 has 8 bits of mantissa
+    for _ in range(6):
+        update(low)
+    assert all(p.dtype == torch.float32 for p in low.sg.parameters()) and low.log.sums["sg/loss"] > 0
