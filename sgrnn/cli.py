@@ -108,6 +108,16 @@ def check_writable(folder: Path) -> None:
         raise UserError(f"cannot create the run folder {folder}: cannot write in {base} ({e.strerror or e})") from None
 
 
+def group_options(*groups: str) -> dict[str, list[str]]:
+    """The options Hydra can find for each config group (conf/, the ConfigStore, plugins)."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        return {g: sorted(loader.get_group_options(g)) for g in groups}
+
+
 def preflight(args: list[str]) -> None:
     """Check every override (each value of a sweep) before Hydra starts, so bad input gets one
     line and a non-zero exit instead of a sweep that fails half-way."""
@@ -115,7 +125,7 @@ def preflight(args: list[str]) -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from sgrnn.config import SG_OPTIONS, TASKS, make_config
+    from sgrnn.config import make_config
     from sgrnn.train import validate
 
     overrides = [a for a in args if not a.startswith("-") and "=" in a]
@@ -128,16 +138,16 @@ def preflight(args: list[str]) -> None:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as e:
         raise UserError(f"cannot parse the overrides: {str(e).splitlines()[0]}") from None
-    groups = {"task": sorted(TASKS), "sg": sorted(SG_OPTIONS)}
+    groups = group_options("task", "sg", "experiment", "hydra/launcher")
     choices: list[tuple[str, list[str]]] = []  # (key, its values: several for a sweep), in order
     for ov in parsed:
         key = ov.get_key_element()
-        if key.startswith(("hydra.", "hydra/", "+", "~")) or ov.is_delete() or ov.is_add():
-            continue
         values = list(ov.sweep_string_iterator()) if ov.is_sweep_override() else [ov.get_value_element_as_str()]
         for value in values:
-            if key in groups and value not in groups[key]:
+            if key in groups and value not in groups[key] and not ov.is_delete():
                 raise UserError(f"unknown {key} option {value!r} (valid: {', '.join(groups[key])})")
+        if key.startswith(("hydra.", "hydra/", "+", "~")) or ov.is_delete() or ov.is_add():
+            continue
         choices.append((key, values))
     # The first cell, then each other value of each swept key in turn (not the whole product).
     base = [f"{k}={v[0]}" for k, v in choices]

@@ -86,7 +86,7 @@ def group(runs: list[dict]) -> dict:
     return cells
 
 
-def _order(key):
+def order_key(key):
     task, method = key
     base = list(METHODS.values())
     head = method.split(" (")[0]
@@ -141,8 +141,8 @@ def cell_text(st: Optional[dict], paper) -> str:
 def table1(cells: dict) -> tuple[list[str], list[dict]]:
     """Markdown lines (one table per task) and CSV rows."""
     lines, rows = [], []
-    for task in sorted({t for t, _ in cells}, key=lambda t: _order((t, ""))):
-        keys = sorted((k for k in cells if k[0] == task), key=_order)
+    for task in sorted({t for t, _ in cells}, key=lambda t: order_key((t, ""))):
+        keys = sorted((k for k in cells if k[0] == task), key=order_key)
         Ts = sorted({T for k in keys for T in cells[k]} | {T for k in keys for T in PAPER.get(k, {})})
         lines += [f"### {TASKS.get(task, task)}: {METRIC.get(task, '')}", "",
                   "| method | " + " | ".join(f"T={T}" for T in Ts) + " |", "|---" * (len(Ts) + 1) + "|"]
@@ -191,8 +191,8 @@ def cost_section(cells: dict) -> list[str]:
              "method of the task reached at that T (Copy: a solved length; PTB: a validation BPC).", "",
              "| task | method | T | update ms | forward | backward | SG | other | samples/s | vs BPTT | target | s to target |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for task in sorted({t for t, _ in cells}, key=lambda t: _order((t, ""))):
-        keys = sorted((k for k in cells if k[0] == task), key=_order)
+    for task in sorted({t for t, _ in cells}, key=lambda t: order_key((t, ""))):
+        keys = sorted((k for k in cells if k[0] == task), key=order_key)
         for T in sorted({T for k in keys for T in cells[k]}):
             per = {k: finished(cells[k].get(T, [])) for k in keys}
             per = {k: v for k, v in per.items() if v}
@@ -222,7 +222,7 @@ def benefit_section(cells: dict) -> list[str]:
              "Copy / Repeat Copy: median over seeds of the largest length solved and of the dependency span "
              "(time steps between an input and its last use) vs T. A span beyond T was learned across "
              "truncation boundaries.", ""]
-    keys = sorted((k for k in cells if k[0] != "ptb"), key=_order)
+    keys = sorted((k for k in cells if k[0] != "ptb"), key=order_key)
     if not keys:
         return lines + ["(no Copy or Repeat Copy runs)", ""]
     lines += ["| task | method | T | length | span | span / T |", "|---|---|---|---|---|---|"]
@@ -245,7 +245,7 @@ def quality_section(cells: dict) -> list[str]:
              "On held-out data at the truncation boundaries (`diag.every`): cos(g_hat, g_true), |g_hat| / |g_true| "
              "and |g_true|, at the first and the last measurement (median over seeds).", ""]
     rows = []
-    for k in sorted(cells, key=_order):
+    for k in sorted(cells, key=order_key):
         for T in sorted(cells[k]):
             runs = [s for s in finished(cells[k][T]) if sg_curve(s)]
             if not runs:
@@ -262,7 +262,7 @@ def quality_section(cells: dict) -> list[str]:
 def warmup_section(cells: dict) -> list[str]:
     lines = ["## Warm-up: plain BPTT first, SG later (`sg.start_step`)", ""]
     rows = []
-    for (task, method), byT in sorted(cells.items(), key=lambda kv: _order(kv[0])):
+    for (task, method), byT in sorted(cells.items(), key=lambda kv: order_key(kv[0])):
         if "warm-up" not in method:
             continue
         base = method.split(" (")[0]
@@ -273,61 +273,6 @@ def warmup_section(cells: dict) -> list[str]:
     if not rows:
         return lines + ["(no runs with sg.start_step > 0)", ""]
     return lines + ["| task | method | T | result | without warm-up |", "|---|---|---|---|---|", *rows, ""]
-
-
-# ---------------------------------------------------------------------------- plots
-
-
-def curriculum_curve(s: dict) -> tuple[list, list]:
-    """Length solved vs timestep-samples, from 0 to the end of the run."""
-    points = s.get("solved_at", [])
-    xs = [0] + [p["samples"] for p in points] + [s.get("samples", points[-1]["samples"] if points else 0)]
-    ys = [0] + [p["length"] for p in points] + [points[-1]["length"] if points else 0]
-    return (xs, ys) if len(xs) > 2 or xs[-1] else ([], [])
-
-
-def plots(cells: dict, out: Path) -> list[str]:
-    """PNG files written (none without matplotlib)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return []
-    written = []
-
-    def figure(name: str, tasks: list[str], series: Callable[[dict], tuple[list, list]], xlabel: str, ylabel: str):
-        panels = [(task, T) for task in tasks for T in sorted({T for k in cells if k[0] == task for T in cells[k]})]
-        panels = [(task, T) for task, T in panels
-                  if any(series(s)[0] for k in cells if k[0] == task for s in finished(cells[k].get(T, [])))]
-        if not panels:
-            return
-        fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2), squeeze=False)
-        for ax, (task, T) in zip(axes[0], panels):
-            for i, key in enumerate(sorted((k for k in cells if k[0] == task), key=_order)):
-                for j, s in enumerate(finished(cells[key].get(T, []))):
-                    xs, ys = series(s)
-                    if xs:
-                        ax.plot(xs, ys, color=f"C{i}", alpha=0.8, drawstyle="steps-post" if task != "ptb" else "default",
-                                label=key[1] if j == 0 else None)
-            ax.set_title(f"{TASKS.get(task, task)}, T={T}")
-            ax.set_xlabel(xlabel)
-            ax.legend(fontsize=7)
-        axes[0][0].set_ylabel(ylabel)
-        fig.tight_layout()
-        fig.savefig(out / name, dpi=110)
-        plt.close(fig)
-        written.append(name)
-
-    figure("curriculum.png", ["copy", "repeat-copy"], curriculum_curve, "timestep-samples", "length solved")
-    figure("ptb_valid_bpc.png", ["ptb"],
-           lambda s: ([p["samples"] for p in s.get("valid_curve", [])], [p["bpc"] for p in s.get("valid_curve", [])]),
-           "timestep-samples", "validation BPC")
-    figure("sg_cos.png", list(TASKS),
-           lambda s: ([p["step"] for p in sg_curve(s)], [p["sg_cos"] for p in sg_curve(s)]),
-           "updates", "cos(g_hat, g_true)")
-    return written
 
 
 # ---------------------------------------------------------------------------- the command
@@ -348,6 +293,8 @@ def report(runs_dir: str | Path, out: Optional[str | Path] = None) -> Path:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    from sgrnn.plots import plots  # (it uses this module's helpers)
+
     pngs = plots(cells, out)
     n_done = sum(s.get("status") == "complete" for s in runs)
     lines = [f"# sgrnn report: {root}", "",

@@ -135,3 +135,14 @@ def test_a_local_parallel_sweep_lists_its_failed_cell_and_reports(tmp_path):
     md = (report(tmp_path) / "report.md").read_text()
     assert "| DNI | failed (1 failed) · paper 1.340 |" in md or "failed (1 failed)" in md
     assert "(n=1) · paper 14" in md  # the Copy cell, T=3 by default
+
+
+@pytest.mark.parametrize("bad, line", [
+    ("experiment=nope", "sgrnn: error: unknown experiment option 'nope' (valid: copy-bptt, copy-dni, copy-dni-aux, "),
+    ("hydra/launcher=nope", "sgrnn: error: unknown hydra/launcher option 'nope' (valid: basic, joblib, local, slurm, "),
+])
+def test_an_unknown_preset_or_launcher_is_one_line_listing_the_valid_ones(tmp_path, bad, line):
+    r = subprocess.run([sys.executable, "-m", "sgrnn.cli", "train", "-m", bad, f"hydra.sweep.dir={tmp_path}"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.startswith(line) and r.stderr.count("\n") == 1
+    assert not any(tmp_path.iterdir())  # nothing started
