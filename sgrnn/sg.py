@@ -24,6 +24,14 @@ Conventions (documented choices where the paper is silent):
 - M starts at exactly zero (last layer's weights and bias), so at step 0 DNI equals plain
   truncated BPTT exactly; its input is detached, so its regression loss never reaches the core.
 - SG loss: 0.5 * loss_weight * sum over state units of (M(s) - target)^2, mean over the batch.
+
+Cost (a linear M, the default): M's work is three products of a (B x n) by an (n x n) matrix per
+update, n = 2H per layer: the prediction at s_end, the regression's M(s_start) and its weight
+gradient. ``predict`` computes the first two in one matrix product (M is unchanged between
+them within an update) and ``learn`` writes the regression's gradient in closed form
+(dW = err^T s / B, db = mean err), with no autograd graph around M; exactly the gradient
+autograd gives (tested). With ``sg.dtype=bfloat16`` the products run in bfloat16, M's weights
+cast once per product, while M's weights, the target, the loss and Adam stay float32.
 """
 
 from __future__ import annotations
@@ -82,6 +90,7 @@ class DNI:
         self.depth_models = nn.ModuleList()  # between-layers: M_l per junction
         self.links: list = []  # between-layers: this segment's (output of layer l, input leaf of l+1)
         self.low: Optional[torch.dtype] = None  # sg.dtype=bfloat16: M's compute dtype
+        self._pred_start = None  # (s_start, M(s_start)) from predict(), for learn() in the same update
         self.oracle_fn = None  # oracle mode: s_end -> exact per-sequence future gradient (set by the trainer)
         if self.enabled:
             top = cfg.placement == "top"
@@ -101,11 +110,20 @@ class DNI:
             self.low = torch.bfloat16 if cfg.dtype == "bfloat16" else None
         self.aux = self.mode == "aux"
 
+    @property
+    def linear(self) -> Optional[nn.Linear]:
+        """M's single layer when M is linear (the default): its regression has a closed-form gradient."""
+        net = self.model.net if self.model is not None else ()
+        return net[0] if len(net) == 1 else None
+
     def m(self, s: torch.Tensor, model: Optional[nn.Module] = None) -> torch.Tensor:
         """M(s) (or another M_l), in float32; with ``sg.dtype=bfloat16`` computed in bfloat16."""
         model = self.model if model is None else model
         if self.low is None:
             return model(s)
+        if model is self.model and self.linear is not None:  # one cast of W, no autocast bookkeeping
+            lin = self.linear
+            return torch.addmm(lin.bias.to(self.low), s.to(self.low), lin.weight.to(self.low).t()).float()
         with torch.autocast(s.device.type, dtype=self.low):
             return model(s).float()
 
@@ -130,15 +148,21 @@ class DNI:
         s = state.detach()
         return s.requires_grad_() if self.model is not None and not first else s  # (all layers: autograd needs a leaf)
 
-    def predict(self, s_end: torch.Tensor, last: bool) -> Optional[torch.Tensor]:
+    def predict(self, s_end: torch.Tensor, last: bool, s_start: Optional[torch.Tensor] = None) -> Optional[torch.Tensor]:
         """g_hat = M(s_end) (or the oracle's exact gradient), unscaled and detached; None at an
-        episode's end (the future gradient is 0)."""
+        episode's end (the future gradient is 0). Given the segment's start state, a linear M
+        also computes M(s_start) for ``learn`` in the same matrix product."""
+        self._pred_start = None
         if not self.enabled or last or (self.model is None and self.mode != "oracle"):
             return None
         if self.mode == "oracle":
             return self.oracle_fn(s_end.detach())[:, self.cols]
         with torch.no_grad():
-            return self.m(s_end[:, self.cols])
+            if s_start is None or not s_start.requires_grad or self.linear is None:
+                return self.m(s_end[:, self.cols])
+            g_hat, pred_start = self.m(torch.cat([s_end[:, self.cols], s_start.detach()[:, self.cols]])).chunk(2)
+            self._pred_start = (s_start, pred_start)
+            return g_hat
 
     def aux_loss(self, core, top_hidden: torch.Tensor, g_hat: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
         """DNI + Aux: the core's prediction, at the segment's first step, of the synthetic
@@ -193,17 +217,35 @@ class DNI:
             return self._learn_depth()
         if self.model is None or s_start.grad is None:
             return None
-        target = self.bootstrapped_target(s_start)
-        pred = self.m(s_start.detach()[:, self.cols])
-        sq = (pred - target).pow(2).sum(dim=1)
-        sg_loss = 0.5 * self.loss_weight * sq.mean()
-        sg_loss.backward()
+        target, s = self.bootstrapped_target(s_start), s_start.detach()[:, self.cols]
+        if self.linear is None:  # an MLP M: autograd
+            pred = self.m(s)
+            sg_loss = 0.5 * self.loss_weight * (pred - target).pow(2).sum(dim=1).mean()
+            sg_loss.backward()
+        else:  # linear M: the closed-form gradient of the same loss, no graph
+            cached = self._pred_start
+            with torch.no_grad():
+                pred = cached[1] if cached is not None and cached[0] is s_start else self.m(s)
+                err = pred - target
+                sg_loss = 0.5 * self.loss_weight * err.pow(2).sum(dim=1).mean()
+                self._accumulate_linear_grad(err * (self.loss_weight / s.shape[0]), s)
+        self._pred_start = None
         return {
             "sg/loss": sg_loss.detach(),
             "sg/pred_norm": pred.detach().norm(dim=1).mean(),
             "sg/target_norm": target.norm(dim=1).mean(),
             "sg/target_cos": F.cosine_similarity(pred.detach(), target, dim=1, eps=1e-12).mean(),
         }
+
+    def _accumulate_linear_grad(self, d_out: torch.Tensor, s: torch.Tensor) -> None:
+        """Linear M: dW += d_out^T s, db += sum of d_out (the backward of addmm, by hand)."""
+        lin = self.linear
+        if self.low is None:
+            d_w = d_out.t() @ s
+        else:
+            d_w = (d_out.to(self.low).t() @ s.to(self.low)).float()
+        for p, g in ((lin.weight, d_w), (lin.bias, d_out.sum(dim=0))):
+            p.grad = g if p.grad is None else p.grad + g
 
     def _learn_depth(self) -> dict:
         """between-layers: regress each M_l(h_l) onto the true gradient that reached layer l+1's

@@ -127,7 +127,7 @@ def update(run: Run) -> None:
     logits, s_end, top, links = core(seg.x, s_start, hidden=True, decouple=sg.depth)
     loss = task.loss(logits, seg.y, seg.mask)
     clock.lap("forward")
-    g_hat = sg.predict(s_end, seg.last)  # M's guess of the gradient from beyond the segment
+    g_hat = sg.predict(s_end, seg.last, s_start)  # M's guess of the gradient from beyond the segment
     aux = sg.aux_loss(core, top, g_hat)  # sg=aux only
     clock.lap("sg")
     sg.backward(loss, s_start, s_end, g_hat, run.step, aux, links)  # one pass through the core

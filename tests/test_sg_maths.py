@@ -162,3 +162,33 @@ def test_no_target_at_an_episode_start_and_no_prediction_at_its_end():
     assert dni.predict(s, last=True) is None
     assert dni.predict(s, last=False) is not None
     assert DNI(None, 8, "cpu").predict(s, last=False) is None
+
+
+@pytest.mark.parametrize("last", [False, True])
+def test_linear_M_closed_form_regression_equals_autograd(last):
+    """learn()'s hand-written gradient for a linear M (with M(s_start) from predict()'s shared
+    matrix product, or computed afresh after an episode's last segment) is autograd's."""
+    task, ep, core, segments = setup()
+    dni = DNI(sg_cfg(loss_weight=0.7), core.state_size, "cpu")
+    dni.model.double()
+    nn.init.normal_(dni.model.net[-1].weight, std=0.3)
+    nn.init.normal_(dni.model.net[-1].bias, std=0.3)
+    B, seg = ep.x.shape[1], segments[2]
+    leaf = dni.start(torch.randn(B, core.state_size, dtype=torch.float64), first=False)
+    logits, s_end = core(ep.x[seg], leaf)
+    g_hat = dni.predict(s_end, last=last, s_start=leaf)
+    if last:
+        assert g_hat is None
+    else:
+        torch.testing.assert_close(g_hat, dni.model(s_end.detach()), rtol=1e-12, atol=1e-12)
+    dni.backward(task.loss(logits, ep.y[seg], ep.mask[seg]), leaf, s_end, g_hat)
+    stats = dni.learn(leaf)
+    by_hand = [p.grad.clone() for p in dni.model.parameters()]
+    dni.model.zero_grad()
+    target = B * leaf.grad
+    expected = 0.5 * 0.7 * (dni.model(leaf.detach()) - target).pow(2).sum(1).mean()
+    expected.backward()
+    torch.testing.assert_close(stats["sg/loss"], expected.detach(), rtol=1e-12, atol=1e-12)
+    for a, b in zip(by_hand, dni.model.parameters()):
+        torch.testing.assert_close(a, b.grad, rtol=1e-12, atol=1e-12)
+    assert all(g.abs().max() > 0 for g in by_hand)

@@ -14,7 +14,7 @@ SMALL = ["model.hidden_size=12", "task.batch_size=8", "task.start_N=4", "train.l
 def test_forcing_M_to_zero_gives_exactly_the_plain_truncated_bptt_trajectory(tmp_path):
     plain = setup(make_config("sg=off", *SMALL), tmp_path / "off")
     dni = setup(make_config("sg=on", *SMALL), tmp_path / "on")
-    dni.sg.predict = lambda s_end, last: None if last else torch.zeros_like(s_end)  # M's output forced to 0
+    dni.sg.predict = lambda s_end, last, s_start=None: None if last else torch.zeros_like(s_end)  # M's output forced to 0
     for _ in range(30):  # several episodes of 9 steps: boundaries inside and at episode ends
         update(plain)
         update(dni)
