@@ -11,7 +11,9 @@ For each shape and T, three steps are timed in rotation, ``--repeats`` times:
   (c) the same with sg=on.
 
 Each measurement runs ``--warmup`` updates, then times ``--steps`` updates. The table gives the
-median timestep-samples per second (T x batch per update) and the ratios b/a and c/b.
+median timestep-samples per second (T x batch per update) and the ratios b/a and c/b, and
+"c/b bound": the best c/b that the synthetic-gradient model's own arithmetic allows, were every
+other cost zero and M's matrix products as fast per multiply-add as the LSTM's (``sg_bound``).
 """
 
 from __future__ import annotations
@@ -29,10 +31,19 @@ from torch import nn
 from torch.nn import functional as F
 
 SHAPES = {
-    # name: (task overrides, hidden, batch)
-    "copy": (["task=copy", "task.start_N=64"], 256, 256),
-    "ptb": (["task=ptb"], 512, 128),
+    # name: (task overrides, hidden, batch, LSTM input width)
+    "copy": (["task=copy", "task.start_N=64"], 256, 256, 9),
+    "ptb": (["task=ptb"], 512, 128, 128),
 }
+
+
+def sg_bound(T: int, hidden: int, inputs: int) -> float:
+    """1 / (1 + M's multiply-adds / the LSTM's) per update. The LSTM's forward, backward
+    (input and weight gradients) are 3 x T x B x 4H(I+H); a linear M over (h, c), n = 2H, makes
+    3 products of B x n by n x n (prediction at s_end, M(s_start), weight gradient): 3 x B x n^2.
+    B cancels: the ratio is n^2 / (T 4H (I+H)), about 1/T on Copy's shape, 0.8/T on PTB's."""
+    n = 2 * hidden
+    return 1 / (1 + n * n / (T * 4 * hidden * (inputs + hidden)))
 
 
 def bare_step(shape: str, T: int, hidden: int, batch: int, device):
@@ -70,7 +81,7 @@ def trainer_step(shape: str, T: int, sg: str, hidden: int, batch: int, device, r
     from sgrnn.config import make_config
     from sgrnn.train import setup, update
 
-    overrides, _, _ = SHAPES[shape]
+    overrides = SHAPES[shape][0]
     extra = [f"task.data_dir={ptb_dir}", "task.val_every=1000000000"] if shape == "ptb" else []
     cfg = make_config(*overrides, *extra, f"sg={sg}", f"T={T}", f"model.hidden_size={hidden}",
                    f"task.batch_size={batch}", f"device={device.type}", "train.progress=false", *more)
@@ -109,11 +120,11 @@ def main() -> None:
           f"{threads} threads, device {device}" + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""))
     print(f"# median of {args.repeats} x {args.steps} updates after {args.warmup} warm-up; timestep-samples/s")
     d = " (d) sg=on bf16 M | d/b |" if args.bf16 else ""
-    print("| shape | T | (a) bare LSTM | (b) sg=off | (c) sg=on | b/a | c/b |" + d)
-    print("|---|---|---|---|---|---|---|" + "---|---|" * args.bf16)
+    print("| shape | T | (a) bare LSTM | (b) sg=off | (c) sg=on | b/a | c/b | c/b bound |" + d)
+    print("|---|---|---|---|---|---|---|---|" + "---|---|" * args.bf16)
     with tempfile.TemporaryDirectory() as tmp:
         for shape in args.shapes:
-            _, hidden, batch = SHAPES[shape]
+            _, hidden, batch, inputs = SHAPES[shape]
             for T in args.T:
                 steps = {
                     "a": bare_step(shape, T, hidden, batch, device),
@@ -131,7 +142,7 @@ def main() -> None:
                         rates[k].append(T * batch * args.steps / timed(steps[k], args.warmup, args.steps, device))
                 m = {k: statistics.median(v) for k, v in rates.items()}
                 print(f"| {shape} H={hidden} B={batch} | {T} | {m['a']:,.0f} | {m['b']:,.0f} | {m['c']:,.0f} "
-                      f"| {m['b'] / m['a']:.2f} | {m['c'] / m['b']:.2f} |"
+                      f"| {m['b'] / m['a']:.2f} | {m['c'] / m['b']:.2f} | {sg_bound(T, hidden, inputs):.2f} |"
                       + (f" {m['d']:,.0f} | {m['d'] / m['b']:.2f} |" if args.bf16 else ""), flush=True)
 
 

@@ -55,7 +55,7 @@ class SGConfig:
     placement: str = "all"  # all: M reads/predicts (h, c) of every layer (paper) | top: the top layer's only
     start_step: int = 0  # warm-up: plain truncated BPTT for this many updates while M already learns
     aux_weight: float = 1.0  # sg=aux: weight of the core's auxiliary loss (predicting M(s_end) at the segment's first step)
-    dtype: str = "float32"  # M's compute dtype: float32 | bfloat16 (faster matmuls on CPUs with AVX512-BF16 and on GPUs; see README)
+    dtype: str = "float32"  # M's compute dtype: float32 | bfloat16 (faster products on AVX512-BF16 CPUs and GPUs, but it slowed learning on Copy T=3: README)
     oracle_lookahead: int = 0  # sg=oracle: steps of future BPTT per boundary (0 = to the episode's end; PTB needs > 0)
 
 
