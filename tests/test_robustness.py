@@ -180,7 +180,8 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
     (["model.hidden_size=0"], "sgrnn: error: model.hidden_size must be positive, got 0"),
     (["optim.lr=0"], "sgrnn: error: optim.lr must be positive, got 0.0"),
     (["sg.lr=-1e-3"], "sgrnn: error: sg.lr must be positive, got -0.001"),
-    (["device=cuda"], "sgrnn: error: device=cuda but no CUDA GPU is visible to PyTorch (use device=cpu or device=auto)"),
+    pytest.param(["device=cuda"], "sgrnn: error: device=cuda but no CUDA GPU is visible to PyTorch (use device=cpu or device=auto)",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible here")),
     (["hydra.run.dir=/proc/sgrnn/run"], "sgrnn: error: cannot create the run folder /proc/sgrnn/run: cannot write in /proc"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, line):
