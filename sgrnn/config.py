@@ -45,7 +45,7 @@ class PTBTaskConfig:
 
 @dataclass
 class SGConfig:
-    name: str = "off"  # off: truncated BPTT | on: DNI | aux: DNI + Aux | oracle: the exact future gradient
+    name: str = "off"  # off: truncated BPTT | on: DNI | aux: DNI + Aux | placebo: DNI given another sequence's g_hat (control) | oracle: the exact future gradient
     hidden_size: int = 0  # synthetic-gradient model M: 0 = linear (paper default); >0 = one hidden ReLU layer
     scale: float = 1.0  # factor on the injected synthetic gradient g_hat (paper silent; logged)
     scale_in_target: bool = True  # bootstrapped target uses the scaled g_hat (a discounted gradient); False costs one more backward
@@ -110,7 +110,7 @@ TASKS = {
     "repeat-copy": CopyTaskConfig(name="repeat-copy", repeat=True),
     "ptb": PTBTaskConfig(),
 }
-SG_OPTIONS = {name: SGConfig(name=name) for name in ("off", "on", "aux", "oracle")}
+SG_OPTIONS = {name: SGConfig(name=name) for name in ("off", "on", "aux", "placebo", "oracle")}
 
 
 def conf_dir() -> str:

@@ -19,7 +19,7 @@ from typing import Callable, Optional
 
 from sgrnn.errors import UserError
 
-METHODS = {"off": "BPTT", "on": "DNI", "aux": "DNI + Aux", "oracle": "Oracle"}
+METHODS = {"off": "BPTT", "on": "DNI", "aux": "DNI + Aux", "placebo": "Placebo", "oracle": "Oracle"}
 TASKS = {"copy": "Copy", "repeat-copy": "Repeat Copy", "ptb": "Penn Treebank"}
 # Table 1 of the paper (ICML version) as far as it could be read (../shared/PAPER.md): largest
 # length modelled for Copy / Repeat Copy; PTB test BPC from the paper's learning-curve figure.
@@ -61,7 +61,20 @@ def method_of(s: dict) -> str:
         extras.append(f"warm-up {s['sg_start_step']}")
     if (s.get("config") or {}).get("model", {}).get("num_layers", 1) > 1:
         extras.append(f"{s['config']['model']['num_layers']} layers")
+    extras += variant_of(s.get("dir", ""))
     return base + (f" ({', '.join(extras)})" if extras else "")
+
+
+# Overrides in a run folder's name that do not make another method: the cell's coordinates, its
+# budget and instruments, a preset's name, and what method_of names already.
+NOT_A_VARIANT = ("sg=", "T=", "seed=", "experiment=", "train.", "diag.", "hydra", "device=",
+                 "model.num_layers=", "sg.placement=", "sg.start_step=")
+
+
+def variant_of(folder: str) -> list[str]:
+    """The overrides a run folder's name records beyond its cell (e.g. ``sg.scale=0.1``): a
+    study's levers, so that each value is its own row."""
+    return [item for item in Path(folder).name.split(",")[3:] if "=" in item and not item.startswith(NOT_A_VARIANT)]
 
 
 def baseline_of(method: str) -> str:

@@ -69,6 +69,9 @@ class DNI:
       next one it will be given). Loss: ``aux_weight`` * 0.5 * mean over sequences of the squared
       error, target detached; it is part of the core's objective, so its gradient reaches the
       core's weights (and, like any loss, the bootstrapped target).
+    - ``placebo``: a control, M trained exactly as with ``on``; the core is given M's prediction
+      for another sequence of the batch (a fixed-point-free permutation), so it receives
+      gradients of the right scale and statistics but not of its own content.
     - ``oracle``: no M; the exact future gradient, from BPTT over the look-ahead that
       ``oracle_fn(s_end)`` covers (to the episode's end for Copy), is injected at each boundary.
 
@@ -109,6 +112,7 @@ class DNI:
             # sg.dtype=bfloat16: M's matmuls run in bfloat16 under autocast (weights, target, loss stay float32).
             self.low = torch.bfloat16 if cfg.dtype == "bfloat16" else None
         self.aux = self.mode == "aux"
+        self.placebo = self.mode == "placebo"
 
     @property
     def linear(self) -> Optional[nn.Linear]:
@@ -194,17 +198,20 @@ class DNI:
         if g_hat is None:
             loss.backward()
             return
-        injected = (g_hat * s_end[:, self.cols]).sum() / s_end.shape[0]
+        B, end = s_end.shape[0], s_end[:, self.cols]
         to_core = self.scale if inject else 0.0
         to_target = self.scale if self.scale_in_target else 1.0
-        total = loss + to_core * injected if to_core else loss
-        if to_core == to_target or not s_start.requires_grad:  # the usual case: one pass
+        # sg=placebo: the core is given M's prediction for another sequence of the batch (a random
+        # B-cycle, so no sequence gets its own); M's target is built from its own prediction.
+        g_core = g_hat[derangement(B, g_hat.device)] if self.placebo else g_hat
+        total = loss + to_core * (g_core * end).sum() / B if to_core else loss
+        if (to_core == to_target and not self.placebo) or not s_start.requires_grad:  # the usual case: one pass
             total.backward()
             return
-        # The target needs another weight on <g_hat, s_end>: a second pass for that term alone.
+        # The target needs another term <to_target g_hat - to_core g_core, s_end>: a second pass for it alone.
         total.backward(retain_graph=True)
-        (extra,) = torch.autograd.grad(injected, s_start)
-        s_start.grad += (to_target - to_core) * extra
+        (extra,) = torch.autograd.grad(((to_target * g_hat - to_core * g_core) * end).sum() / B, s_start)
+        s_start.grad += extra
 
     def bootstrapped_target(self, s_start: torch.Tensor) -> torch.Tensor:
         """The per-sequence gradient that reached (M's part of) the segment's start state."""
@@ -264,6 +271,15 @@ class DNI:
         self.links = []
         return {"sg/loss": total.detach(), "sg/pred_norm": pred_norm / n, "sg/target_norm": target_norm / n,
                 "sg/target_cos": cos / n}
+
+
+def derangement(n: int, device=None) -> torch.Tensor:
+    """A random permutation of range(n) with no fixed point (one n-cycle, Sattolo): index i maps
+    to the sequence after i in a random order. n = 1 has none; it is returned as is."""
+    order = torch.randperm(n, device=device)
+    perm = torch.empty_like(order)
+    perm[order] = order.roll(-1)
+    return perm
 
 
 def future_gradients(core, loss_fn, x, y, mask, state: torch.Tensor, T: int) -> tuple[list, list]:
