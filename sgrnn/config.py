@@ -57,6 +57,9 @@ class SGConfig:
     aux_weight: float = 1.0  # sg=aux: weight of the core's auxiliary loss (predicting M(s_end) at the segment's first step)
     dtype: str = "float32"  # M's compute dtype: float32 | bfloat16 (faster products on AVX512-BF16 CPUs and GPUs, but it slowed learning on Copy T=3: README)
     oracle_lookahead: int = 0  # sg=oracle: steps of future BPTT per boundary (0 = to the episode's end; PTB needs > 0)
+    target: str = "bootstrap"  # M's regression target: bootstrap (paper) | lambda (the paper's supplement; sgrnn.sg.targets)
+    lambda_: float = 1.0  # sg.target=lambda: weight of the longer return, in [0, 1] (0 = bootstrap; 1 = exact through the window, then bootstrap)
+    window: int = 2  # sg.target=lambda: K, segments the target looks ahead before it bootstraps (K - 1 re-run per update)
 
 
 @dataclass
@@ -65,6 +68,7 @@ class DiagConfig:
     batch_size: int = 32  # held-out sequences (Copy) or columns (PTB) per diagnostic
     length: int = 64  # PTB: held-out steps per diagnostic (Copy: one episode at the current length)
     probe_k: int = 24  # dependency probe: lags k = 1..probe_k of |d loss_t / d x_(t-k)|
+    ceiling_batch: int = 256  # held-out sequences to fit the ideal linear M on (diag/sg_ceiling_cos; 0 = skip)
 
 
 @dataclass

@@ -1,8 +1,10 @@
 """Instruments on held-out data, every ``diag.every`` updates: what does the synthetic gradient
 buy, and how far back does the network look?
 
-- SG quality (``sgrnn.sg.sg_quality``): cos(g_hat, g_true), |g_hat| / |g_true| and |g_true| at
-  the truncation boundaries, g_true from full BPTT over the held-out sequence;
+- SG quality (``sgrnn.sg.quality``): against the true future gradient g_true from full BPTT over
+  the held-out sequence, at the truncation boundaries: the state-space cosine, the parameter-space
+  cosine and norm ratio of the weight gradients they give, the target's cosine, and the ceiling
+  a least-squares linear M reaches;
 - dependency profile: |d loss_t / d x_(t-k)| averaged over the scored steps t, k = 1..K (K well
   beyond T), x being the input vectors (PTB: the character embeddings);
 - Copy / Repeat Copy: the bit error rate by the distance between an input and its output.
@@ -38,12 +40,13 @@ def diagnostics(run, generator: torch.Generator) -> dict:
     cfg, task, core = run.cfg.diag, run.task, run.core
     x, y, mask = task.heldout(cfg.batch_size, cfg.length, generator)
     out = {}
-    if run.sg.model is not None:
-        out.update(sg_quality(run.sg, core, task.loss, x, y, mask, run.cfg.T))
+    if getattr(run.sg, "model", None) is not None:  # methods with an M
+        fit = task.heldout(cfg.ceiling_batch, cfg.length, generator) if cfg.ceiling_batch else None
+        out.update(sg_quality(run.sg, core, task.loss, x, y, mask, run.cfg.T, fit))
     profile = dependency_profile(core, x, lambda logits: task.step_losses(logits, y, mask), cfg.probe_k)
     for k in sorted({1, run.cfg.T, run.cfg.T + 1, 2 * run.cfg.T, cfg.probe_k} & set(range(1, cfg.probe_k + 1))):
         out[f"probe/grad_lag_{k}"] = profile[k - 1]
-    if "diag/sg_cos" in out:
+    if "diag/sg_state_cos" in out:
         run.log.diag["sg_quality"].append({"step": run.step, **{k[5:]: v for k, v in out.items() if k.startswith("diag/")}})
     run.log.diag["dependency_profile"] = {"step": run.step, "k": list(range(1, cfg.probe_k + 1)), "grad": profile}
     run.log.diag["dependency_profiles"].append({"step": run.step, "grad": profile})

@@ -25,7 +25,7 @@ from sgrnn import checkpoint
 from sgrnn.errors import UserError
 from sgrnn.model import LSTMCore
 from sgrnn.diag import diagnostics
-from sgrnn.sg import DNI, future_gradients
+from sgrnn.sg import Context, Method, future_gradients, make_method
 from sgrnn.tasks import make_task
 from sgrnn.tracking import RunLog
 
@@ -40,7 +40,7 @@ class Run:
     device: torch.device
     task: Any  # a stream from sgrnn.tasks
     core: LSTMCore
-    sg: DNI
+    sg: Method  # the synthetic-gradient method (sgrnn.sg), truncated BPTT for sg=off
     opt: torch.optim.Optimizer
     log: RunLog
     diag_rng: torch.Generator  # held-out data for the instruments (sgrnn.diag), apart from training data
@@ -69,12 +69,12 @@ def setup(cfg: DictConfig, run_dir: str | Path, slot: Slot = Slot()) -> Run:
     core = LSTMCore(task.input_size, task.output_size, H, layers, task.vocab_size,
                     aux_size=sg_size if cfg.sg.name == "aux" else 0)
     core.to(device)
-    sg = DNI(cfg.sg, core.state_size, device, top_size=2 * H)
-    if sg.mode == "oracle":
-        sg.oracle_fn = partial(oracle_gradient, core, task, cfg.sg.oracle_lookahead, cfg.T)
+    ctx = Context(core.state_size, 2 * H, device, core, task.loss,
+                  oracle=partial(oracle_gradient, core, task, cfg.sg.oracle_lookahead, cfg.T))
+    sg = make_method(cfg.sg, ctx)
     groups = [{"params": list(core.parameters()), "lr": cfg.optim.lr}]
-    if sg.enabled:
-        groups.append({"params": sg.parameters(), "lr": cfg.sg.lr})  # M's own group
+    if cfg.sg.name != "off":
+        groups.append({"params": sg.parameters(), "lr": cfg.sg.lr})  # M's own group (empty for the oracle)
     log.info("%s sg=%s T=%d on %s, run dir %s", cfg.task.name, cfg.sg.name, cfg.T, device, run_dir)
     run_log = RunLog(run_dir, cfg, device, task, purge_step=ckpt["step"] + 1 if ckpt else None)
     # The fused Adam kernel: on a 2-core CPU 13x faster than the default for-each Adam (README).
@@ -123,25 +123,22 @@ def update(run: Run) -> None:
     if seg.first:  # an episode starts from a reset state
         run.state = core.zero_state(seg.x.shape[1], run.device)
     clock.lap("data")
-    s_start = sg.start(run.state, seg.first)
-    logits, s_end, top, links = core(seg.x, s_start, hidden=True, decouple=sg.depth)
+    s_start = sg.start(run.state, seg.first)  # a leaf at a boundary, where M's target arrives
+    logits, s_end, top, links = core(seg.x, s_start, hidden=True, decouple=sg.decouple)
     loss = task.loss(logits, seg.y, seg.mask)
     clock.lap("forward")
-    g_hat = sg.predict(s_end, seg.last, s_start)  # M's guess of the gradient from beyond the segment
-    aux = sg.aux_loss(core, top, g_hat)  # sg=aux only
+    b = sg.predict(s_start, s_end, top, links, seg.last, run.step, seg)  # what the core is given at s_end
     clock.lap("sg")
-    sg.backward(loss, s_start, s_end, g_hat, run.step, aux, links)  # one pass through the core
+    sg.backward(loss, b)  # the core's gradients: one pass through the segment
     clock.lap("backward")
-    sg_stats = sg.learn(s_start)  # M regresses onto the bootstrapped target
-    if sg.enabled and cfg.sg.clip:
+    sg_stats = sg.learn(b)  # M regresses onto its target
+    if cfg.sg.clip and sg_stats is not None:
         clip_grad_norm_(sg.parameters(), cfg.sg.clip)
     clock.lap("sg")
     grad_norm = clip_grad_norm_(core.parameters(), cfg.optim.clip) if cfg.optim.clip else None
     run.opt.step()
     run.opt.zero_grad(set_to_none=True)
     run.state, run.step = s_end.detach(), run.step + 1
-    if aux is not None:
-        sg_stats = {**(sg_stats or {}), "sg/aux_loss": aux.detach()}
     run.log.update(run.step, seg, loss.detach(), grad_norm, sg_stats, task.record(logits.detach(), seg))
     clock.lap("other")  # clipping, optimiser, bookkeeping, logging
     run.log.scalars(run.step, task.evaluate(core, run.step))

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from sgrnn.model import LSTMCore
-from sgrnn.sg import DNI, SyntheticGradientModel
+from sgrnn.sg import Boundary, Context, make_m, make_method
 from sgrnn.tasks.copy import CopyTask
 
 from sgrnn.config import make_config
@@ -31,11 +31,27 @@ def sg_cfg(**kw):
     return cfg
 
 
+def DNI(cfg, state_size, device="cpu"):
+    """The method ``cfg`` names (None: plain truncated BPTT), as the trainer builds it."""
+    return make_method(cfg, Context(state_size, state_size, torch.device(device)))
+
+
+def predict(dni, s_end, last=False):
+    """M's prediction at s_end (None at an episode's end), as the core would be given it."""
+    return dni.predict(s_end.detach(), s_end, last=last).g_hat
+
+
+def boundary(dni, s_start, s_end, g):
+    """The Boundary of a segment whose end is given ``g`` (None: nothing)."""
+    return Boundary(s_start, s_end, g_hat=g, given=None if g is None else dni.give(g)) if g is not None \
+        else Boundary(s_start, s_end)
+
+
 def grads(core):
     return [p.grad.clone() for p in core.parameters()]
 
 
-def truncated_grads(core, task, ep, segments, dni, predict):
+def truncated_grads(core, task, ep, segments, dni, predict_k):
     """Accumulate the core's gradients over all segments of one episode, no update between."""
     core.zero_grad()
     state = core.zero_state(ep.x.shape[1], "cpu").double()
@@ -44,14 +60,14 @@ def truncated_grads(core, task, ep, segments, dni, predict):
         logits, s_end = core(ep.x[seg], s0)
         loss = task.loss(logits, ep.y[seg], ep.mask[seg])
         last = k == len(segments) - 1
-        dni.backward(loss, s0, s_end, None if last else predict(k, s_end))
+        dni.backward(loss, boundary(dni, s0, s_end, None if last else predict_k(k, s_end)))
         state = s_end.detach()
     return grads(core)
 
 
 def test_sg_model_starts_at_exactly_zero():
     for hidden in (0, 16):
-        m = SyntheticGradientModel(12, hidden)
+        m = make_m(12, hidden)
         assert torch.count_nonzero(m.net[-1].weight) == 0 and torch.count_nonzero(m.net[-1].bias) == 0
         assert torch.count_nonzero(m(torch.randn(5, 12))) == 0
 
@@ -61,11 +77,11 @@ def test_zero_synthetic_gradient_equals_plain_truncated_bptt():
     plain = truncated_grads(core, task, ep, segments, DNI(None, core.state_size, "cpu"), lambda k, s: None)
     dni = DNI(sg_cfg(), core.state_size, "cpu")
     dni.model.double()
-    with_zero = truncated_grads(core, task, ep, segments, dni, lambda k, s: dni.predict(s, last=False))
+    with_zero = truncated_grads(core, task, ep, segments, dni, lambda k, s: predict(dni, s))
     assert all(torch.equal(a, b) for a, b in zip(plain, with_zero))
     # ... and a nonzero prediction does change them (the comparison can fail).
     nn.init.normal_(dni.model.net[-1].weight)
-    changed = truncated_grads(core, task, ep, segments, dni, lambda k, s: dni.predict(s, last=False))
+    changed = truncated_grads(core, task, ep, segments, dni, lambda k, s: predict(dni, s))
     assert not all(torch.allclose(a, b) for a, b in zip(plain, changed))
 
 
@@ -116,7 +132,7 @@ def test_bootstrapped_target_is_the_gradient_reaching_the_start_state(scale, in_
     # Independent reference: d(segment loss)/ds + the vector-Jacobian product J^T g_hat.
     s = s_start.clone().requires_grad_()
     loss, s_end = segment(s)
-    g_hat = dni.predict(s_end, last=False)
+    g_hat = predict(dni, s_end)
     (dloss,) = torch.autograd.grad(loss, s, retain_graph=True)
     (jtg,) = torch.autograd.grad(s_end, s, grad_outputs=g_hat / B)
     expected = B * (dloss + (scale if in_target else 1.0) * jtg)
@@ -124,8 +140,9 @@ def test_bootstrapped_target_is_the_gradient_reaching_the_start_state(scale, in_
     leaf = dni.start(s_start, first=False)
     loss, s_end = segment(leaf)
     core.zero_grad()
-    dni.backward(loss, leaf, s_end, dni.predict(s_end, last=False))
-    torch.testing.assert_close(dni.bootstrapped_target(leaf), expected, rtol=1e-10, atol=1e-12)
+    b = dni.predict(leaf, s_end)
+    dni.backward(loss, b)
+    torch.testing.assert_close(dni.target.targets(b)[0][1], expected, rtol=1e-10, atol=1e-12)
     # The core's update always uses the scaled prediction.
     param_grads = grads(core)
     core.zero_grad()
@@ -143,9 +160,10 @@ def test_sg_regression_trains_only_M_onto_the_target():
     leaf = dni.start(torch.randn(B, core.state_size, dtype=torch.float64), first=False)
     logits, s_end = core(ep.x[segments[2]], leaf)
     core.zero_grad()
-    dni.backward(task.loss(logits, ep.y[segments[2]], ep.mask[segments[2]]), leaf, s_end, None)
+    b = boundary(dni, leaf, s_end, None)
+    dni.backward(task.loss(logits, ep.y[segments[2]], ep.mask[segments[2]]), b)
     before = grads(core)
-    stats = dni.learn(leaf)
+    stats = dni.learn(b)
     assert all(torch.equal(a, b) for a, b in zip(before, grads(core)))  # nothing leaks into the core
     target = B * leaf.grad
     # M starts at zero, so its loss is 0.5 * mean_b |target_b|^2 and the bias gradient is -mean_b target_b.
@@ -159,9 +177,9 @@ def test_no_target_at_an_episode_start_and_no_prediction_at_its_end():
     s = torch.randn(3, 8)
     assert not dni.start(s, first=True).requires_grad
     assert dni.start(s, first=False).requires_grad
-    assert dni.predict(s, last=True) is None
-    assert dni.predict(s, last=False) is not None
-    assert DNI(None, 8, "cpu").predict(s, last=False) is None
+    assert predict(dni, s, last=True) is None
+    assert predict(dni, s, last=False) is not None
+    assert predict(DNI(None, 8, "cpu"), s, last=False) is None
 
 
 @pytest.mark.parametrize("last", [False, True])
@@ -176,13 +194,14 @@ def test_linear_M_closed_form_regression_equals_autograd(last):
     B, seg = ep.x.shape[1], segments[2]
     leaf = dni.start(torch.randn(B, core.state_size, dtype=torch.float64), first=False)
     logits, s_end = core(ep.x[seg], leaf)
-    g_hat = dni.predict(s_end, last=last, s_start=leaf)
+    b = dni.predict(leaf, s_end, last=last)
+    g_hat = b.g_hat
     if last:
         assert g_hat is None
     else:
         torch.testing.assert_close(g_hat, dni.model(s_end.detach()), rtol=1e-12, atol=1e-12)
-    dni.backward(task.loss(logits, ep.y[seg], ep.mask[seg]), leaf, s_end, g_hat)
-    stats = dni.learn(leaf)
+    dni.backward(task.loss(logits, ep.y[seg], ep.mask[seg]), b)
+    stats = dni.learn(b)
     by_hand = [p.grad.clone() for p in dni.model.parameters()]
     dni.model.zero_grad()
     target = B * leaf.grad

@@ -14,7 +14,7 @@ SMALL = ["model.hidden_size=12", "task.batch_size=8", "task.start_N=4", "train.l
 def test_forcing_M_to_zero_gives_exactly_the_plain_truncated_bptt_trajectory(tmp_path):
     plain = setup(make_config("sg=off", *SMALL), tmp_path / "off")
     dni = setup(make_config("sg=on", *SMALL), tmp_path / "on")
-    dni.sg.predict = lambda s_end, last, s_start=None: None if last else torch.zeros_like(s_end)  # M's output forced to 0
+    dni.sg.model.predict = lambda s_end, s_start=None: (torch.zeros_like(s_end), None)  # M's output forced to 0
     for _ in range(30):  # several episodes of 9 steps: boundaries inside and at episode ends
         update(plain)
         update(dni)
@@ -65,10 +65,10 @@ def test_placement_top_leaves_the_lower_layers_out_of_M(tmp_path):
     s = torch.randn(8, run_top.core.state_size)
     lower_changed = s.clone()
     lower_changed[:, : 2 * 12] += 1.0  # layer 0's (h, c)
-    assert torch.equal(run_top.sg.predict(s, last=False), run_top.sg.predict(lower_changed, last=False))
+    assert torch.equal(run_top.sg.predict(s, s).g_hat, run_top.sg.predict(lower_changed, lower_changed).g_hat)
     top_changed = s.clone()
     top_changed[:, 2 * 12 :] += 1.0
-    assert not torch.equal(run_top.sg.predict(s, last=False), run_top.sg.predict(top_changed, last=False))
+    assert not torch.equal(run_top.sg.predict(s, s).g_hat, run_top.sg.predict(top_changed, top_changed).g_hat)
     for _ in range(6):  # and it trains
         update(run_top)
     assert run_top.step == 6
@@ -78,7 +78,7 @@ def test_between_layers_warm_up_is_exact_bptt_and_then_the_depth_sg_takes_over(t
     two = [*SMALL, "model.num_layers=2"]
     plain = setup(make_config("sg=off", *two), tmp_path / "off")
     warm = setup(make_config("sg=on", "sg.placement=between-layers", "sg.start_step=1000", *two), tmp_path / "warm")
-    assert warm.sg.model is None and [m.net[0].in_features for m in warm.sg.depth_models] == [12]
+    assert warm.sg.model is None and [m.net[0].in_features for m in warm.sg.models] == [12]
     d0 = [p.detach().clone() for p in warm.sg.parameters()]
     for _ in range(12):
         update(plain)

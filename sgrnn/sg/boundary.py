@@ -1,0 +1,115 @@
+"""Boundary synthetic gradients, ``sg=on`` (DNI, Jaderberg et al. 2017, section 3.1, fig. 2).
+
+At a segment's last step M reads the state s_end ((h, c) of every layer, or of the top layer with
+``sg.placement=top``) and predicts the gradient of all future losses with respect to it,
+g_hat = M(s_end). The core's update is
+
+    d/dtheta [ segment loss + scale * <g_hat, s_end> / B ]
+
+and M regresses onto its target (``sgrnn.sg.targets``: bootstrapped, or lambda-weighted), which
+with the segment's start state a leaf that requires grad is that leaf's ``.grad`` after the
+core's one backward pass.
+
+Conventions (documented choices where the paper is silent):
+
+- Per-sequence gradients. Losses are means over the batch, so the gradient of the batch loss
+  with respect to row b of the state is (1/B) * (sequence b's own gradient). M predicts the
+  per-sequence quantity: the injected term is <g_hat, s_end> / B and the target B * s_start.grad.
+- ``scale`` multiplies the injected gradient. With ``scale_in_target`` the target is built with
+  the scaled prediction (M learns a gradient discounted by ``scale`` per boundary, like TD's
+  gamma); otherwise with the unscaled one, which costs a second backward pass.
+- M starts at exactly zero, so at step 0 DNI equals plain truncated BPTT exactly; its input is
+  detached, so its regression loss never reaches the core.
+- Before update ``sg.start_step`` (warm-up) nothing is injected into the core while the target
+  still bootstraps from g_hat, so M learns meanwhile.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from sgrnn.sg.base import Boundary, Context, Method, register
+from sgrnn.sg.models import make_m
+from sgrnn.sg.targets import Bootstrap, LambdaTargets
+
+TARGETS = {"bootstrap": Bootstrap, "lambda": LambdaTargets}
+
+
+@register("on")
+class BoundarySG(Method):
+    def __init__(self, cfg, ctx: Context):
+        super().__init__(cfg, ctx)
+        top = cfg.placement == "top"
+        # Where M reads and injects: every layer's (h, c), or only the top layer's.
+        self.cols = slice(ctx.state_size - ctx.top_size, ctx.state_size) if top else slice(None)
+        self.size = ctx.top_size if top else ctx.state_size
+        self.model = make_m(self.size, cfg.hidden_size, cfg.dtype).to(ctx.device)
+        self.scale, self.loss_weight, self.start_step = cfg.scale, cfg.loss_weight, cfg.start_step
+        self.gamma = cfg.scale if cfg.scale_in_target else 1.0  # the weight of g_hat in M's target
+        self.target = TARGETS[cfg.target](cfg, ctx, self.cols, self.gamma)
+
+    def parameters(self):
+        return list(self.model.parameters())
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "depth": {}}
+
+    def load_state_dict(self, state) -> None:
+        if state is not None and "depth" not in state:  # checkpoints of sgrnn before between-layers
+            state = {"model": state}
+        self.model.load_state_dict(state["model"])
+
+    def start(self, state: torch.Tensor, first: bool) -> torch.Tensor:
+        """A leaf requiring grad at every truncation boundary (its .grad becomes the target)."""
+        s = state.detach()
+        return s if first else s.requires_grad_()
+
+    def give(self, g_hat: torch.Tensor) -> torch.Tensor:
+        """What the core is given in place of the future gradient (the placebo overrides this)."""
+        return g_hat
+
+    def predict(self, s_start, s_end, top=None, links=(), last=False, step=0, seg=None) -> Boundary:
+        b = Boundary(s_start, s_end, last=last, inject=step >= self.start_step)
+        if seg is not None:
+            b.x, b.y, b.mask = seg.x, seg.y, seg.mask
+        if not last:
+            with torch.no_grad():
+                start = s_start.detach()[:, self.cols] if s_start.requires_grad else None
+                b.g_hat, b.pred_start = self.model.predict(s_end.detach()[:, self.cols], start)
+            b.given = self.give(b.g_hat)
+        return b
+
+    def backward(self, loss: torch.Tensor, b: Boundary) -> None:
+        if b.aux is not None:
+            loss = loss + b.aux
+        if b.g_hat is None:
+            loss.backward()
+            return
+        B, end = b.s_end.shape[0], b.s_end[:, self.cols]
+        to_core = self.scale if b.inject else 0.0
+        total = loss + to_core * (b.given * end).sum() / B if to_core else loss
+        if (to_core == self.gamma and b.given is b.g_hat) or not b.s_start.requires_grad:  # one pass
+            total.backward()
+            return
+        # M's target needs <gamma g_hat - to_core given, s_end> too: a second pass for that term alone.
+        total.backward(retain_graph=True)
+        (extra,) = torch.autograd.grad(((self.gamma * b.g_hat - to_core * b.given) * end).sum() / B, b.s_start)
+        b.s_start.grad += extra
+
+    def learn(self, b: Boundary) -> Optional[dict]:
+        pairs = self.target.targets(b)
+        if not pairs:
+            return None
+        states, targets, cached = zip(*pairs)
+        s, target = torch.cat(states), torch.cat(targets)
+        pred = cached[0] if len(pairs) == 1 else None
+        loss, pred = self.model.regress(s, target, self.loss_weight, pred)
+        return {
+            "sg/loss": loss,
+            "sg/pred_norm": pred.norm(dim=1).mean(),
+            "sg/target_norm": target.norm(dim=1).mean(),
+            "sg/target_cos": F.cosine_similarity(pred, target, dim=1, eps=1e-12).mean(),
+        }

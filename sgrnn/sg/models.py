@@ -1,0 +1,88 @@
+"""M, the synthetic-gradient model, in two kinds, each owning its fast path:
+
+- :class:`LinearM` (``sg.hidden_size=0``, the default): g_hat = W s + b. Its prediction at s_end
+  and its regression's M(s_start) share one matrix product (M does not change in between), and
+  the regression's gradient is written in closed form (dW = err^T s / B, db = mean err), with no
+  autograd graph around M; exactly autograd's (tested).
+- :class:`MLPM` (``sg.hidden_size>0``): one hidden ReLU layer, trained with autograd.
+
+Both start with their last layer at exactly zero, so at step 0 DNI equals truncated BPTT.
+With ``sg.dtype=bfloat16`` the products run in bfloat16 (W cast once per product; the linear
+kind without autocast), while weights, targets, the loss and Adam stay float32.
+SG loss: 0.5 * loss_weight * sum over state units of (M(s) - target)^2, mean over the batch.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class LinearM(nn.Module):
+    def __init__(self, size: int, low: Optional[torch.dtype] = None):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(size, size))
+        nn.init.zeros_(self.net[0].weight)
+        nn.init.zeros_(self.net[0].bias)
+        self.low = low
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        lin = self.net[0]
+        if self.low is None:
+            return lin(s)
+        return F.linear(s.to(self.low), lin.weight.to(self.low), lin.bias.to(self.low)).float()
+
+    @torch.no_grad()
+    def predict(self, s_end: torch.Tensor, s_start: Optional[torch.Tensor] = None):
+        """(M(s_end), M(s_start) or None), in one product when both are wanted."""
+        if s_start is None:
+            return self(s_end), None
+        g_hat, pred_start = self(torch.cat([s_end, s_start])).chunk(2)
+        return g_hat, pred_start
+
+    def regress(self, s: torch.Tensor, target: torch.Tensor, weight: float, pred: Optional[torch.Tensor] = None):
+        """Accumulate the gradient of the SG loss into .grad; returns (loss, prediction), detached."""
+        with torch.no_grad():
+            pred = self(s) if pred is None else pred
+            err = pred - target
+            loss = 0.5 * weight * err.pow(2).sum(dim=1).mean()
+            d_out = err * (weight / s.shape[0])
+            d_w = d_out.t() @ s if self.low is None else (d_out.to(self.low).t() @ s.to(self.low)).float()
+            lin = self.net[0]
+            for p, g in ((lin.weight, d_w), (lin.bias, d_out.sum(dim=0))):
+                p.grad = g if p.grad is None else p.grad + g
+        return loss, pred
+
+
+class MLPM(nn.Module):
+    def __init__(self, size: int, hidden: int, low: Optional[torch.dtype] = None):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(size, hidden), nn.ReLU(), nn.Linear(hidden, size))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+        self.low = low
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        if self.low is None:
+            return self.net(s)
+        with torch.autocast(s.device.type, dtype=self.low):
+            return self.net(s).float()
+
+    @torch.no_grad()
+    def predict(self, s_end: torch.Tensor, s_start: Optional[torch.Tensor] = None):
+        return self(s_end), None
+
+    def regress(self, s: torch.Tensor, target: torch.Tensor, weight: float, pred: Optional[torch.Tensor] = None):
+        pred = self(s)
+        loss = 0.5 * weight * (pred - target).pow(2).sum(dim=1).mean()
+        loss.backward()
+        return loss.detach(), pred.detach()
+
+
+def make_m(size: int, hidden: int = 0, dtype: str = "float32") -> nn.Module:
+    """M for a state of ``size`` units: linear (hidden = 0) or one hidden ReLU layer."""
+    low = torch.bfloat16 if dtype == "bfloat16" else None
+    return MLPM(size, hidden, low) if hidden else LinearM(size, low)

@@ -1,0 +1,205 @@
+"""The methods added with the sgrnn.sg package: lambda-weighted targets, the placebo, and the
+parameter-space instruments, in float64 against quantities computed another way."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from sgrnn.config import make_config
+from sgrnn.sg import Context, make_method, sg_quality
+from sgrnn.sg.placebo import derangement
+from sgrnn.sg.quality import future_gradients, param_alignment
+from sgrnn.train import setup, update
+from test_sg_maths import oracle_future_gradients, setup as episode
+
+SMALL = ["model.hidden_size=12", "task.batch_size=8", "task.start_N=4", "train.log_every=5", "device=cpu", "T=3"]
+
+
+def method(core, **kw):
+    cfg = make_config("sg=on").sg
+    for k, v in kw.items():
+        cfg[k] = v
+    m = make_method(cfg, Context(core.state_size, core.state_size, torch.device("cpu"), core, None))
+    m.model.double()
+    return m
+
+
+def run_targets(m, task, ep, core, segments):
+    """Run one episode through predict / backward and the target strategy, no update in between:
+    {index of the boundary state: its target}."""
+    m.target.loss = task.loss
+    state, out = core.zero_state(ep.x.shape[1], "cpu").double(), {}
+    starts = []
+    for k, seg in enumerate(segments):
+        s0 = m.start(state, first=k == 0)
+        logits, s_end = core(ep.x[seg], s0)
+        b = m.predict(s0, s_end, last=k == len(segments) - 1, seg=SimpleNamespace(x=ep.x[seg], y=ep.y[seg], mask=ep.mask[seg]))
+        core.zero_grad()
+        m.backward(task.loss(logits, ep.y[seg], ep.mask[seg]), b)
+        starts.append(s0.detach())
+        for s, target, _ in m.target.targets(b):
+            out[next(i for i, st in enumerate(starts) if torch.equal(st, s))] = target
+        state = s_end.detach()
+    return out
+
+
+def random_M(m, seed=1):
+    torch.manual_seed(seed)
+    nn.init.normal_(m.model.net[-1].weight, std=0.3)
+    nn.init.normal_(m.model.net[-1].bias, std=0.3)
+
+
+@pytest.mark.parametrize("K", [2, 3])
+def test_lambda_zero_is_the_bootstrapped_target(K):
+    task, ep, core, segments = episode(T=3, N=5)  # 4 segments: boundaries at states 1, 2, 3
+    boot = method(core, scale=0.5)
+    lam = method(core, scale=0.5, target="lambda", lambda_=0.0, window=K)
+    random_M(boot)
+    lam.model.load_state_dict(boot.model.state_dict())
+    a, b = run_targets(boot, task, ep, core, segments), run_targets(lam, task, ep, core, segments)
+    assert sorted(a) == sorted(b) == [1, 2, 3]
+    for i in a:
+        torch.testing.assert_close(a[i], b[i], rtol=1e-10, atol=1e-12)
+    assert all(a[i].abs().max() > 0 for i in a)
+
+
+def test_lambda_one_over_the_whole_episode_is_the_exact_future_gradient():
+    task, ep, core, segments = episode(T=3, N=5)
+    m = method(core, scale=1.0, target="lambda", lambda_=1.0, window=len(segments))
+    random_M(m)  # M's predictions must not matter
+    got = run_targets(m, task, ep, core, segments)
+    _, futures = oracle_future_gradients(core, task, ep, segments)
+    for i, exact in enumerate(futures, start=1):
+        torch.testing.assert_close(got[i], exact, rtol=1e-9, atol=1e-11)
+    # ... while the bootstrapped target, with this M, is not exact.
+    boot = method(core, scale=1.0)
+    boot.model.load_state_dict(m.model.state_dict())
+    assert (run_targets(boot, task, ep, core, segments)[1] - futures[0]).abs().max() > 1e-3
+
+
+def test_intermediate_lambda_is_the_mixture_by_hand():
+    """lambda = 0.4, window 2, gamma = scale = 0.5, on a 2-layer LSTM: every target written out."""
+    lam, gamma = 0.4, 0.5
+    task, ep, core, segments = episode(T=3, N=5, layers=2)
+    m = method(core, scale=gamma, target="lambda", lambda_=lam, window=2)
+    random_M(m)
+    got = run_targets(m, task, ep, core, segments)
+    B = ep.x.shape[1]
+    # The states along the episode, and the segment maps by hand.
+    states = [core.zero_state(B, "cpu").double()]
+    for seg in segments:
+        states.append(core(ep.x[seg], states[-1])[1].detach())
+    with torch.no_grad():
+        g = {j: m.model(states[j]) for j in range(1, len(segments))}  # g_hat at the end of segment j
+
+    def a(j, v):  # B * d/ds_(j-1) [loss of segment j + <v, s_j> / B]
+        s = states[j - 1].clone().requires_grad_()
+        logits, end = core(ep.x[segments[j - 1]], s)
+        total = task.loss(logits, ep.y[segments[j - 1]], ep.mask[segments[j - 1]])
+        if v is not None:
+            total = total + (v * end).sum() / B
+        return B * torch.autograd.grad(total, s)[0]
+
+    # Boundary state 1 (start of segment 2): window = segments 2, 3; bootstraps from g_hat at 3's end.
+    t1 = a(2, gamma * ((1 - lam) * g[2] + lam * a(3, gamma * g[3])))
+    # Boundary state 2: window = segments 3, 4, and 4 ends the episode (nothing beyond it).
+    t2 = a(3, gamma * ((1 - lam) * g[3] + lam * a(4, None)))
+    t3 = a(4, None)  # boundary state 3: its segment is the last
+    for i, expected in ((1, t1), (2, t2), (3, t3)):
+        torch.testing.assert_close(got[i], expected, rtol=1e-10, atol=1e-12)
+    assert (t1 - a(2, gamma * g[2])).abs().max() > 1e-4  # differs from the bootstrapped target
+
+
+def test_lambda_target_trains_in_the_real_trainer(tmp_path):
+    run = setup(make_config("sg=on", "sg.target=lambda", "sg.window=2", *SMALL), tmp_path)
+    m0 = [p.detach().clone() for p in run.sg.parameters()]
+    for _ in range(6):  # two episodes of 9 steps: a delayed target, then the flush at the end
+        update(run)
+    assert all(not torch.equal(a, b) for a, b in zip(m0, run.sg.parameters()))
+    assert run.sg.target.pending == [] and run.log.sums["sg/target_norm"] > 0
+
+
+def test_derangement_has_no_fixed_point():
+    torch.manual_seed(0)
+    for n in range(2, 40):
+        p = derangement(n)
+        assert sorted(p.tolist()) == list(range(n)) and not (p == torch.arange(n)).any()
+
+
+def test_placebo_trains_M_as_on_and_gives_the_core_another_sequences_prediction():
+    task, ep, core, segments = episode(T=3, N=5)
+    on, placebo = method(core, scale=0.3), None
+    cfg = make_config("sg=placebo").sg
+    cfg.scale = 0.3
+    placebo = make_method(cfg, Context(core.state_size, core.state_size, torch.device("cpu"), core, task.loss))
+    placebo.model.double()
+    random_M(on)
+    placebo.model.load_state_dict(on.model.state_dict())
+    B, seg = ep.x.shape[1], segments[1]
+    s_start = torch.randn(B, core.state_size, dtype=torch.float64)
+    results = {}
+    for name, m in (("on", on), ("placebo", placebo)):
+        leaf = m.start(s_start, first=False)
+        logits, s_end = core(ep.x[seg], leaf)
+        torch.manual_seed(5)
+        b = m.predict(leaf, s_end)
+        core.zero_grad()
+        m.backward(task.loss(logits, ep.y[seg], ep.mask[seg]), b)
+        results[name] = (m.target.targets(b)[0][1], [p.grad.clone() for p in core.parameters()], b)
+    torch.testing.assert_close(results["on"][0], results["placebo"][0], rtol=1e-10, atol=1e-12)  # same target
+    torch.manual_seed(5)
+    perm = derangement(B)
+    b = results["placebo"][2]
+    torch.testing.assert_close(b.given, b.g_hat[perm])
+    core.zero_grad()  # the core's gradient: its loss plus scale * <g_hat of another sequence, s_end>
+    logits, s_end = core(ep.x[seg], s_start)
+    (task.loss(logits, ep.y[seg], ep.mask[seg]) + 0.3 * (b.g_hat[perm] * s_end).sum() / B).backward()
+    for x, y in zip(results["placebo"][1], [p.grad for p in core.parameters()]):
+        torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-12)
+    assert not all(torch.allclose(x, y) for x, y in zip(results["placebo"][1], results["on"][1]))
+
+
+def test_param_cosine_is_one_for_the_true_gradient_and_the_placebo_has_no_sequence_specific_part():
+    task, ep, core, segments = episode(T=3, N=6, B=64, layers=1)
+    states, grads = future_gradients(core, task.loss, ep.x, ep.y, ep.mask, core.zero_state(64, "cpu").double(), 3)
+    true = grads[1:]
+
+    def align(given, scale=1.0):
+        return param_alignment(core, ep.x, states, given, true, slice(None), 3, scale)
+
+    q = align(true)  # the oracle
+    assert q["diag/sg_param_cos"] == pytest.approx(1.0, abs=1e-12) and q["diag/sg_param_norm_ratio"] == pytest.approx(1.0)
+    assert q["diag/sg_param_cos_seq"] == pytest.approx(1.0, abs=1e-12)
+    q = align(true, scale=0.1)
+    assert q["diag/sg_param_cos"] == pytest.approx(1.0, abs=1e-12) and q["diag/sg_param_norm_ratio"] == pytest.approx(0.1)
+    assert align([-g for g in true])["diag/sg_param_cos"] == pytest.approx(-1.0, abs=1e-12)
+    torch.manual_seed(0)
+    q = align([g[derangement(64)] for g in true])  # the placebo given the true gradients
+    # At initialisation the batch's common gradient dominates the weight update: the placebo
+    # matches it; its sequence-specific part does not.
+    assert q["diag/sg_param_cos"] > 0.9 and abs(q["diag/sg_param_cos_seq"]) < 0.3
+
+
+def test_sg_quality_target_cos_is_one_for_an_exact_target_and_the_ceiling_is_measured(tmp_path):
+    T = 3
+    run = setup(make_config("sg=on", "sg.target=lambda", "sg.lambda_=1.0", "sg.window=10", "sg.scale=1.0", *SMALL),
+                tmp_path)
+    torch.manual_seed(0)
+    nn.init.normal_(run.sg.model.net[-1].weight, std=0.1)
+    g = torch.Generator().manual_seed(3)
+    x, y, mask = run.task.heldout(16, 0, g)
+    fit = run.task.heldout(256, 0, g)
+    q = sg_quality(run.sg, run.core, run.task.loss, x, y, mask, T, fit)
+    assert q["diag/sg_target_cos"] == pytest.approx(1.0, abs=1e-5)  # lambda = 1 to the episode's end: exact
+    assert -1 <= q["diag/sg_param_cos"] <= 1 and q["diag/sg_param_norm_ratio"] > 0
+    assert 0 < q["diag/sg_ceiling_cos"] <= 1
+    boot = setup(make_config("sg=on", "sg.scale=1.0", *SMALL), tmp_path / "boot")
+    boot.core.load_state_dict(run.core.state_dict())
+    boot.sg.model.load_state_dict(run.sg.model.state_dict())
+    qb = sg_quality(boot.sg, boot.core, boot.task.loss, x, y, mask, T, None)
+    assert qb["diag/sg_target_cos"] < 0.99 and "diag/sg_ceiling_cos" not in qb
+    assert qb["diag/sg_state_cos"] == pytest.approx(q["diag/sg_state_cos"])  # same M, same states
