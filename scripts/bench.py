@@ -113,15 +113,25 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
     p.add_argument("--ptb-dir", default="../shared/data/ptb")
     p.add_argument("--bf16", action="store_true", help="also (d): sg=on with sg.dtype=bfloat16, and d/b")
+    p.add_argument("--variant", action="append", default=[], metavar="LABEL=OVERRIDE[,OVERRIDE...]",
+                   help="another column: sg=on with these overrides, and its ratio to (c); e.g. "
+                        "--variant lambda2=sg.target=lambda,sg.window=2")
     args = p.parse_args()
+    variants = {}
+    for v in args.variant:
+        label, _, overrides = v.partition("=")
+        if not overrides:
+            p.error(f"--variant {v!r}: expected LABEL=OVERRIDE[,OVERRIDE...]")
+        variants[label] = tuple(overrides.split(","))
     device = torch.device(args.device)
     threads = args.threads or os.cpu_count() or 1
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"{threads} threads, device {device}" + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""))
     print(f"# median of {args.repeats} x {args.steps} updates after {args.warmup} warm-up; timestep-samples/s")
     d = " (d) sg=on bf16 M | d/b |" if args.bf16 else ""
+    d += "".join(f" {label} | {label}/c |" for label in variants)
     print("| shape | T | (a) bare LSTM | (b) sg=off | (c) sg=on | b/a | c/b | c/b bound |" + d)
-    print("|---|---|---|---|---|---|---|---|" + "---|---|" * args.bf16)
+    print("|---|---|---|---|---|---|---|---|" + "---|---|" * (args.bf16 + len(variants)))
     with tempfile.TemporaryDirectory() as tmp:
         for shape in args.shapes:
             _, hidden, batch, inputs = SHAPES[shape]
@@ -134,6 +144,9 @@ def main() -> None:
                 if args.bf16:
                     steps["d"] = trainer_step(shape, T, "on", hidden, batch, device, Path(tmp) / f"{shape}{T}bf",
                                               args.ptb_dir, ("sg.dtype=bfloat16",))
+                for label, overrides in variants.items():
+                    steps[label] = trainer_step(shape, T, "on", hidden, batch, device, Path(tmp) / f"{shape}{T}{label}",
+                                                args.ptb_dir, overrides)
                 torch.set_num_threads(threads)  # setup() sets it from the config; make it explicit here
                 rates = {k: [] for k in steps}
                 for r in range(args.repeats):
@@ -143,7 +156,8 @@ def main() -> None:
                 m = {k: statistics.median(v) for k, v in rates.items()}
                 print(f"| {shape} H={hidden} B={batch} | {T} | {m['a']:,.0f} | {m['b']:,.0f} | {m['c']:,.0f} "
                       f"| {m['b'] / m['a']:.2f} | {m['c'] / m['b']:.2f} | {sg_bound(T, hidden, inputs):.2f} |"
-                      + (f" {m['d']:,.0f} | {m['d'] / m['b']:.2f} |" if args.bf16 else ""), flush=True)
+                      + (f" {m['d']:,.0f} | {m['d'] / m['b']:.2f} |" if args.bf16 else "")
+                      + "".join(f" {m[label]:,.0f} | {m[label] / m['c']:.2f} |" for label in variants), flush=True)
 
 
 if __name__ == "__main__":
