@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from sgrnn.config import schema_default
+
 from sgrnn.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -95,7 +97,8 @@ def config_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
         a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
         if isinstance(a, dict) and isinstance(b, dict):
             out += config_changes(a, b, full + ".")
-        elif a != b and full not in RESUMABLE_CHANGES:
+        elif a != b and full not in RESUMABLE_CHANGES and not (a == "<absent>" and b == schema_default(full)):
+            # (an option the old run predates ran as its default does: only another value is a change)
             out.append(f"{full}: {a} -> {b}")
     return out
 

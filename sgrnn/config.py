@@ -117,6 +117,18 @@ TASKS = {
 SG_OPTIONS = {name: SGConfig(name=name) for name in ("off", "on", "aux", "placebo", "oracle")}
 
 
+def schema_default(key: str) -> Any:
+    """The dataclass default of a dotted config key (``sg.target``), or ``MISSING`` if none."""
+    node, _, name = key.partition(".")
+    classes = {"sg": [SGConfig], "model": [ModelConfig], "optim": [OptimConfig], "train": [TrainConfig],
+               "diag": [DiagConfig], "task": [CopyTaskConfig, PTBTaskConfig]}.get(node, [])
+    for cls in classes:
+        value = getattr(cls(), name, MISSING)
+        if value is not MISSING:
+            return value
+    return MISSING
+
+
 def conf_dir() -> str:
     """conf/ at the repository root (editable install), else a copy shipped in the package."""
     here = Path(__file__).resolve().parent

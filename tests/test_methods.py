@@ -203,3 +203,16 @@ def test_sg_quality_target_cos_is_one_for_an_exact_target_and_the_ceiling_is_mea
     qb = sg_quality(boot.sg, boot.core, boot.task.loss, x, y, mask, T, None)
     assert qb["diag/sg_target_cos"] < 0.99 and "diag/sg_ceiling_cos" not in qb
     assert qb["diag/sg_state_cos"] == pytest.approx(q["diag/sg_state_cos"])  # same M, same states
+
+
+def test_a_run_from_before_the_new_options_resumes_and_a_changed_one_is_refused():
+    from omegaconf import OmegaConf
+
+    from sgrnn.checkpoint import config_changes
+
+    new = OmegaConf.to_container(make_config("sg=on"), resolve=True)
+    old = {**new, "sg": {k: v for k, v in new["sg"].items() if k not in ("target", "lambda_", "window")},
+           "diag": {k: v for k, v in new["diag"].items() if k != "ceiling_batch"}}
+    assert config_changes(old, new) == []
+    lam = OmegaConf.to_container(make_config("sg=on", "sg.target=lambda"), resolve=True)
+    assert config_changes(old, lam) == ["sg.target: <absent> -> lambda"]
