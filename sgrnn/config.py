@@ -68,7 +68,7 @@ class DiagConfig:
     batch_size: int = 32  # held-out sequences (Copy) or columns (PTB) per diagnostic
     length: int = 64  # PTB: held-out steps per diagnostic (Copy: one episode at the current length)
     probe_k: int = 24  # dependency probe: lags k = 1..probe_k of |d loss_t / d x_(t-k)|
-    ceiling_batch: int = 256  # held-out sequences to fit the ideal linear M on (diag/sg_ceiling_cos; 0 = skip)
+    ceiling_batch: int = 0  # held-out sequences to fit the ideal linear M on (diag/sg_ceiling_cos); 0 = skip: it needs thousands (README)
 
 
 @dataclass

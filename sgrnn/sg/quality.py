@@ -10,7 +10,9 @@ gradient from full BPTT (``sgrnn.diag`` calls :func:`sg_quality` every ``diag.ev
   and the cosine of their sequence-specific parts (batch mean out), which a placebo cannot match;
 - target quality: the cosine of M's regression target (bootstrapped or lambda) with g_true;
 - the ceiling for a linear M: the cosine reached by a least-squares (ridge) linear map from
-  boundary states to true future gradients, fitted on another held-out sample.
+  boundary states to true future gradients, fitted on another held-out sample: out of sample
+  (``sg_ceiling_cos``, a lower bound that rises with the fit sample: M has 2H x 2H weights, so it
+  needs thousands of sequences) and on the fit sample itself (``sg_ceiling_cos_fit``, an upper bound).
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ def param_alignment(core, x, states: list, given: list, true: list, cols: slice,
 
 
 def linear_ceiling(fit_states: torch.Tensor, fit_grads: torch.Tensor, states: torch.Tensor, grads: torch.Tensor,
-                   ridge: float = 1e-3) -> float:
+                   ridge: float = 0.1) -> float:
     """The cosine an ideal linear M reaches: a ridge least-squares map [s, 1] -> g_true fitted on
     one sample, scored on another (in float64)."""
     def design(s):
@@ -121,6 +123,7 @@ def sg_quality(method, core, loss_fn, x, y, mask, T: int, fit: Optional[tuple] =
     if fit is not None:
         f_states, f_grads = future_gradients(core, loss_fn, *fit, core.zero_state(fit[0].shape[1], x.device), T)
         if len(f_states) > 1:
-            out["diag/sg_ceiling_cos"] = linear_ceiling(torch.cat(f_states[1:])[:, cols], torch.cat(f_grads[1:])[:, cols],
-                                                        torch.cat(states[1:])[:, cols], torch.cat(true))
+            fs, fg = torch.cat(f_states[1:])[:, cols], torch.cat(f_grads[1:])[:, cols]
+            out["diag/sg_ceiling_cos"] = linear_ceiling(fs, fg, torch.cat(states[1:])[:, cols], torch.cat(true))
+            out["diag/sg_ceiling_cos_fit"] = linear_ceiling(fs, fg, fs, fg)
     return out
