@@ -32,7 +32,7 @@ def test_every_preset_composes_with_its_own_sweep_and_budget(preset):
     task, method = preset.replace("-paper", "").split("-", 1) if not preset.startswith("repeat-copy") else (
         "repeat-copy", preset[len("repeat-copy-"):])
     assert cfg.task.name == task
-    assert cfg.sg.name == {"bptt": "off", "dni": "on", "dni-aux": "aux"}[method]
+    assert cfg.sg.name == {"bptt": "off", "dni": "on", "dni-aux": "aux", "placebo": "placebo"}[method]
     sweep = cfg.hydra.sweeper.params
     Ts = [int(t) for t in str(sweep.T).split(",")]
     assert sweep.seed == "0,1,2" and Ts[:4] == [2, 3, 4, 5]
