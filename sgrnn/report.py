@@ -52,7 +52,18 @@ def load_runs(root: Path) -> list[dict]:
 
 
 def method_of(s: dict) -> str:
-    """BPTT / DNI / DNI + Aux / Oracle, with any non-default SG placement or warm-up."""
+    """BPTT / DNI / DNI + Aux / Oracle, with any non-default SG placement or warm-up, and the
+    levers (hyperparameter overrides) its folder name records."""
+    extras = variant_of(s.get("dir", ""))
+    structural = structure_of(s)
+    if not extras:
+        return structural
+    return structural[:-1] + f", {', '.join(extras)})" if structural.endswith(")") else f"{structural} ({', '.join(extras)})"
+
+
+def structure_of(s: dict) -> str:
+    """The method as the paper would name it: BPTT / DNI / ..., with a non-default placement,
+    warm-up or depth (which make another method), without hyperparameter levers."""
     base = METHODS.get(s.get("sg"), str(s.get("sg")))
     extras = []
     if s.get("sg_placement") not in (None, "all"):
@@ -61,7 +72,6 @@ def method_of(s: dict) -> str:
         extras.append(f"warm-up {s['sg_start_step']}")
     if (s.get("config") or {}).get("model", {}).get("num_layers", 1) > 1:
         extras.append(f"{s['config']['model']['num_layers']} layers")
-    extras += variant_of(s.get("dir", ""))
     return base + (f" ({', '.join(extras)})" if extras else "")
 
 
@@ -163,7 +173,8 @@ def table1(cells: dict) -> tuple[list[str], list[dict]]:
             texts = []
             for T in Ts:
                 st = cell_stats(cells[key][T]) if T in cells[key] else None
-                paper = PAPER.get(key, {}).get(T)
+                # A lever's row (e.g. sg.scale=0.3) is still the paper's method; a warm-up is not.
+                paper = PAPER.get((task, structure_of(next(iter(cells[key].values()))[0])), {}).get(T)
                 texts.append(cell_text(st, paper))
                 rows.append({"task": task, "method": key[1], "T": T, "metric": METRIC.get(task, ""),
                              "median": st["median"] if st else None, "min": st["min"] if st else None,
