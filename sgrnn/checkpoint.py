@@ -9,12 +9,14 @@ checkpoint is kept as ``checkpoint.prev.pt``, the fallback when the newest is un
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
+from typing import Optional
 
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from sgrnn.config import schema_default
 
@@ -116,3 +118,35 @@ def restore(run, ckpt: dict) -> None:
     run.log.load_state_dict(ckpt["log"])
     run.state = None if ckpt["state"] is None else ckpt["state"].to(run.device)
     run.step = ckpt["step"]
+
+
+# ---------------------------------------------------------------------------- resume policy
+
+
+def resume_point(cfg: DictConfig, run_dir: Path) -> Optional[dict]:
+    """The checkpoint to continue from, after checking it was made with the same config."""
+    if cfg.train.resume == "restart":
+        return None
+    ckpt = load(run_dir)
+    if ckpt and cfg.train.resume != "force":
+        changes = config_changes(ckpt["config"], OmegaConf.to_container(cfg, resolve=True))
+        if changes:
+            raise UserError(f"{run_dir} holds a run with another config ({'; '.join(changes)}); "
+                            "use another hydra.run.dir, train.resume=force to continue it anyway, "
+                            "or train.resume=restart to start over")
+    return ckpt
+
+
+def completed(cfg: DictConfig, run_dir: Path) -> Optional[dict]:
+    """The summary of a finished run of this config in ``run_dir`` (re-runs skip it)."""
+    path = run_dir / "summary.json"
+    if cfg.train.resume == "restart" or not path.is_file():
+        return None
+    summary = json.loads(path.read_text())
+    if summary.get("status") != "complete":
+        return None
+    changes = config_changes(summary["config"], OmegaConf.to_container(cfg, resolve=True))
+    if changes and cfg.train.resume != "force":
+        raise UserError(f"{run_dir} holds a finished run with another config ({'; '.join(changes)}); "
+                        "use another hydra.run.dir, or train.resume=restart to replace it")
+    return summary

@@ -40,7 +40,8 @@ FAILED_LOG = "SGRNN_FAILED_CELLS"
 
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="config")
 def train_app(cfg: DictConfig) -> None:
-    from sgrnn.train import Interrupted, train
+    from sgrnn.runtime import InUse, Interrupted
+    from sgrnn.train import train
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
@@ -56,7 +57,8 @@ def train_app(cfg: DictConfig) -> None:
         message = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
         if not isinstance(e, UserError):  # a bug in one cell of a sweep: its log keeps the traceback
             logging.getLogger("sgrnn").exception("cell failed")
-        write_failure(cfg, run_dir, message)
+        if not isinstance(e, InUse):  # another process owns the folder: touch nothing
+            write_failure(cfg, run_dir, message)
         print(f"sgrnn: error: {message}", file=sys.stderr)
         if not sweep:
             sys.exit(2)
@@ -71,7 +73,7 @@ def train_app(cfg: DictConfig) -> None:
 
 def slot(hydra_cfg):
     """This cell's place among the cells that a local parallel launcher runs at once."""
-    from sgrnn.train import Slot, usable_cores
+    from sgrnn.runtime import Slot, usable_cores
 
     n_jobs = OmegaConf.select(hydra_cfg, "launcher.n_jobs")  # joblib only; other launchers: one cell per machine
     if hydra_cfg.mode != RunMode.MULTIRUN or not n_jobs:
@@ -125,8 +127,7 @@ def preflight(args: list[str]) -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from sgrnn.config import make_config
-    from sgrnn.train import validate
+    from sgrnn.config import check as validate, make_config
 
     overrides = [a for a in args if not a.startswith("-") and "=" in a]
     for a in overrides:

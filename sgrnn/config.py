@@ -8,92 +8,144 @@ defaults and the run-folder layout; every field here can be overridden from the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, fields, is_dataclass
+from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
+
+from sgrnn.errors import UserError
+
+
+# ---------------------------------------------------------------------------- value checks
+# A field's check is in its metadata, next to its default: ``field(default=8, metadata=POSITIVE)``.
+# ``check(cfg)`` applies every one, before any work (also to each value of a sweep: sgrnn.cli).
+
+
+def _rule(test: Callable[[Any], bool], words: str) -> dict:
+    return {"check": (test, words)}
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+POSITIVE = _rule(lambda v: _finite(v) and v > 0, "must be positive")
+NON_NEGATIVE = _rule(lambda v: _finite(v) and v >= 0, "must be >= 0")
+UNIT = _rule(lambda v: _finite(v) and 0 <= v <= 1, "must be in [0, 1]")
+
+
+class Choice(str, Enum):
+    """A string option with a fixed set of values: Hydra rejects any other, listing them."""
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+
+
+def choice(name: str, *values: str) -> type:
+    return Choice(name, [(v, v) for v in values])
+
+
+Placement = choice("Placement", "all", "top", "between-layers")
+DType = choice("DType", "float32", "bfloat16")
+Target = choice("Target", "bootstrap", "lambda")
+Resume = choice("Resume", "auto", "force", "restart")
+Device = choice("Device", "auto", "cpu", "cuda")
+ThresholdUnit = choice("ThresholdUnit", "sequence", "bit")
 
 
 @dataclass
 class CopyTaskConfig:
     name: str = "copy"  # task name: copy | repeat-copy (NTM tasks, Graves et al. 2014)
     repeat: bool = False  # Repeat Copy: output the N vectors R times, then an end marker
-    bits: int = 8  # width of each random binary vector (NTM: 8)
-    batch_size: int = 64  # episodes per batch (all share N and R); 64 > 256 in curriculum progress per second on 2 cores (README)
-    threshold: float = 0.15  # curriculum: running error (bits/sequence) below which a length is solved (paper)
-    window: int = 5  # curriculum: episodes averaged into the running error
-    repeat_norm: float = 10.0  # Repeat Copy: R is fed as R / repeat_norm on its own channel
-    max_N: int = 10_000  # curriculum stops growing N past this
-    start_N: int = 1  # curriculum starts at this N (paper: 1)
-    start_R: int = 1  # ... and this R (paper: 1; Copy ignores R)
+    bits: int = field(default=8, metadata=POSITIVE)  # width of each random binary vector (NTM: 8)
+    batch_size: int = field(default=64, metadata=POSITIVE)  # episodes per batch (all share N and R); 64 > 256 in curriculum progress per second on 2 cores (README)
+    threshold: float = field(default=0.15, metadata=POSITIVE)  # curriculum: running error below which a length is solved (paper: 0.15 bits), in threshold_unit
+    threshold_unit: ThresholdUnit = ThresholdUnit["sequence"]  # sequence: wrong bits per sequence (sgrnn) | bit: mean loss per bit per output step, in bits (neuralml/bp_lambda; about N*bits times looser)
+    window: int = field(default=5, metadata=POSITIVE)  # curriculum: episodes averaged into the running error
+    repeat_norm: float = field(default=10.0, metadata=POSITIVE)  # Repeat Copy: R is fed as R / repeat_norm on its own channel
+    max_N: int = field(default=10_000, metadata=POSITIVE)  # curriculum stops growing N past this
+    start_N: int = field(default=1, metadata=POSITIVE)  # curriculum starts at this N (paper: 1)
+    start_R: int = field(default=1, metadata=POSITIVE)  # ... and this R (paper: 1; Copy ignores R)
+
+    def check(self) -> None:
+        if self.start_N > self.max_N:
+            raise UserError(f"task.start_N must be <= task.max_N, got {self.start_N} > {self.max_N}")
+        if self.threshold_unit == "bit" and self.threshold >= 1:
+            raise UserError(f"task.threshold must be below 1 bit with task.threshold_unit=bit, got {self.threshold}")
 
 
 @dataclass
 class PTBTaskConfig:
     name: str = "ptb"  # Penn Treebank characters (Mikolov's split), a continuous stream
     data_dir: str = "${oc.env:SGRNN_DATA_DIR,data/ptb}"  # folder with ptb.char.{train,valid,test}.txt
-    batch_size: int = 128  # B columns of the stream, state carried across segments
-    embedding_size: int = 128  # character embedding width
-    val_every: int = 2000  # updates between validations (and early-stopping checks)
-    val_symbols: int = 0  # symbols of the validation set scored at each check (0 = all 393,042)
-    patience: int = 5  # early stopping: validations without improvement before stopping
-    eval_batch_size: int = 256  # columns used when scoring validation and test
+    batch_size: int = field(default=128, metadata=POSITIVE)  # B columns of the stream, state carried across segments
+    embedding_size: int = field(default=128, metadata=POSITIVE)  # character embedding width
+    val_every: int = field(default=2000, metadata=POSITIVE)  # updates between validations (and early-stopping checks)
+    val_symbols: int = field(default=0, metadata=NON_NEGATIVE)  # symbols of the validation set scored at each check (0 = all 393,042)
+    patience: int = field(default=5, metadata=POSITIVE)  # early stopping: validations without improvement before stopping
+    eval_batch_size: int = field(default=256, metadata=POSITIVE)  # columns used when scoring validation and test
 
 
 @dataclass
 class SGConfig:
     name: str = "off"  # off: truncated BPTT | on: DNI | aux: DNI + Aux | placebo: DNI given another sequence's g_hat (control) | oracle: the exact future gradient
-    hidden_size: int = 0  # synthetic-gradient model M: 0 = linear (paper default); >0 = one hidden ReLU layer
-    scale: float = 1.0  # factor on the injected synthetic gradient g_hat (paper silent; 0.1 for on/aux/placebo: SG_OPTIONS)
+    hidden_size: int = field(default=0, metadata=NON_NEGATIVE)  # synthetic-gradient model M: 0 = linear (paper default); >0 = one hidden ReLU layer
+    scale: float = field(default=1.0, metadata=NON_NEGATIVE)  # factor on the injected synthetic gradient g_hat (paper silent; 0.1 for on/aux/placebo: SG_OPTIONS)
     scale_in_target: bool = True  # bootstrapped target uses the scaled g_hat (a discounted gradient); False costs one more backward
-    lr: float = 1e-3  # Adam learning rate of M (own parameter group); 1e-3 beat 1e-4 and 1e-5 on Copy T=3 (README)
-    clip: float = 1.0  # gradient-norm clip of M's parameters, separate from the core's
-    loss_weight: float = 1.0  # weight of M's L2 regression loss (paper: 1)
-    placement: str = "all"  # all: M reads/predicts (h, c) of every layer (paper) | top: the top layer's only
-    start_step: int = 0  # warm-up: plain truncated BPTT for this many updates while M already learns
-    aux_weight: float = 1.0  # sg=aux: weight of the core's auxiliary loss (predicting M(s_end) at the segment's first step)
-    dtype: str = "float32"  # M's compute dtype: float32 | bfloat16 (faster products on AVX512-BF16 CPUs and GPUs, but it slowed learning on Copy T=3: README)
-    oracle_lookahead: int = 0  # sg=oracle: steps of future BPTT per boundary (0 = to the episode's end; PTB needs > 0)
-    target: str = "bootstrap"  # M's regression target: bootstrap (paper) | lambda (the paper's supplement; sgrnn.sg.targets)
-    lambda_: float = 1.0  # sg.target=lambda: weight of the longer return, in [0, 1] (0 = bootstrap; 1 = exact through the window, then bootstrap)
-    window: int = 2  # sg.target=lambda: K, segments the target looks ahead before it bootstraps (K - 1 re-run per update)
+    lr: float = field(default=1e-3, metadata=POSITIVE)  # Adam learning rate of M (own parameter group); 1e-3 beat 1e-4 and 1e-5 on Copy T=3 (README)
+    clip: float = field(default=1.0, metadata=NON_NEGATIVE)  # gradient-norm clip of M's parameters, separate from the core's
+    loss_weight: float = field(default=1.0, metadata=POSITIVE)  # weight of M's L2 regression loss (paper: 1)
+    placement: Placement = Placement["all"]  # all: M reads/predicts (h, c) of every layer (paper) | top: the top layer's only
+    start_step: int = field(default=0, metadata=NON_NEGATIVE)  # warm-up: plain truncated BPTT for this many updates while M already learns
+    aux_weight: float = field(default=1.0, metadata=NON_NEGATIVE)  # sg=aux: weight of the core's auxiliary loss (predicting M(s_end) at the segment's first step)
+    dtype: DType = DType["float32"]  # M's compute dtype: float32 | bfloat16 (faster products on AVX512-BF16 CPUs and GPUs, but it slowed learning on Copy T=3: README)
+    oracle_lookahead: int = field(default=0, metadata=NON_NEGATIVE)  # sg=oracle: steps of future BPTT per boundary (0 = to the episode's end; PTB needs > 0)
+    target: Target = Target["bootstrap"]  # M's regression target: bootstrap (paper) | lambda (the paper's supplement; sgrnn.sg.targets)
+    lambda_: float = field(default=1.0, metadata=UNIT)  # sg.target=lambda: weight of the longer return, in [0, 1] (0 = bootstrap; 1 = exact through the window, then bootstrap)
+    window: int = field(default=2, metadata=POSITIVE)  # sg.target=lambda: K, segments the target looks ahead before it bootstraps (K - 1 re-run per update)
+
+    def check(self) -> None:
+        if self.placement == "between-layers" and self.name != "on":
+            raise UserError("sg.placement=between-layers needs sg=on and model.num_layers >= 2")
 
 
 @dataclass
 class DiagConfig:
-    every: int = 1000  # updates between diagnostics on held-out data (0 = never)
-    batch_size: int = 32  # held-out sequences (Copy) or columns (PTB) per diagnostic
-    length: int = 64  # PTB: held-out steps per diagnostic (Copy: one episode at the current length)
-    probe_k: int = 24  # dependency probe: lags k = 1..probe_k of |d loss_t / d x_(t-k)|
-    ceiling_batch: int = 0  # held-out sequences to fit the ideal linear M on (diag/sg_ceiling_cos); 0 = skip: it needs thousands (README)
+    every: int = field(default=1000, metadata=NON_NEGATIVE)  # updates between diagnostics on held-out data (0 = never)
+    batch_size: int = field(default=32, metadata=POSITIVE)  # held-out sequences (Copy) or columns (PTB) per diagnostic
+    length: int = field(default=64, metadata=POSITIVE)  # PTB: held-out steps per diagnostic (Copy: one episode at the current length)
+    probe_k: int = field(default=24, metadata=POSITIVE)  # dependency probe: lags k = 1..probe_k of |d loss_t / d x_(t-k)|
+    ceiling_batch: int = field(default=0, metadata=NON_NEGATIVE)  # held-out sequences to fit the ideal linear M on (diag/sg_ceiling_cos); 0 = skip: it needs thousands (README)
 
 
 @dataclass
 class ModelConfig:
-    hidden_size: int = 256  # LSTM units per layer
-    num_layers: int = 1  # stacked LSTM layers; the state s is (h, c) of every layer
+    hidden_size: int = field(default=256, metadata=POSITIVE)  # LSTM units per layer
+    num_layers: int = field(default=1, metadata=POSITIVE)  # stacked LSTM layers; the state s is (h, c) of every layer
 
 
 @dataclass
 class OptimConfig:
-    lr: float = 3e-3  # Adam learning rate of the core (LSTM + readout); 3e-3 with batch 64 (README)
-    clip: float = 1.0  # gradient-norm clip of the core's parameters (0 = off)
+    lr: float = field(default=3e-3, metadata=POSITIVE)  # Adam learning rate of the core (LSTM + readout); 3e-3 with batch 64 (README)
+    clip: float = field(default=1.0, metadata=NON_NEGATIVE)  # gradient-norm clip of the core's parameters (0 = off)
 
 
 @dataclass
 class TrainConfig:
-    max_steps: int = 1_000_000  # parameter updates (one per segment of T steps); whichever of steps/minutes comes first
-    max_minutes: float = 5.0  # wall-clock budget of the run in minutes
-    max_samples: int = 0  # budget in timestep-samples (T * batch per update; 0 = none): machine-independent
-    log_every: int = 100  # updates between TensorBoard writes (a host sync each)
-    threads: int = 0  # torch intra-op threads (0 = all cores)
+    max_steps: int = field(default=1_000_000, metadata=POSITIVE)  # parameter updates (one per segment of T steps); whichever of steps/minutes comes first
+    max_minutes: float = field(default=5.0, metadata=POSITIVE)  # wall-clock budget of the run in minutes
+    max_samples: int = field(default=0, metadata=NON_NEGATIVE)  # budget in timestep-samples (T * batch per update; 0 = none): machine-independent
+    log_every: int = field(default=100, metadata=POSITIVE)  # updates between TensorBoard writes (a host sync each)
+    threads: int = field(default=0, metadata=NON_NEGATIVE)  # torch intra-op threads (0 = all cores)
     progress: Optional[bool] = None  # tqdm bar: None = only when stderr is a terminal
     timing: bool = True  # time forward / backward / SG work per update (summary.json "cost"; syncs on a GPU)
-    checkpoint_every: int = 2000  # updates between checkpoints (also written at the end and on SIGINT/SIGTERM)
-    resume: str = "auto"  # auto: skip a finished run, resume an unfinished one | force: even if the config differs | restart
+    checkpoint_every: int = field(default=2000, metadata=POSITIVE)  # updates between checkpoints (also written at the end and on SIGINT/SIGTERM)
+    resume: Resume = Resume["auto"]  # auto: skip a finished run, resume an unfinished one | force: even if the config differs | restart
 
 
 @dataclass
@@ -104,9 +156,46 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     diag: DiagConfig = field(default_factory=DiagConfig)
-    T: int = 3  # truncation length: time steps per segment, one update per segment
+    T: int = field(default=3, metadata=POSITIVE)  # truncation length: time steps per segment, one update per segment
     seed: int = 0  # seeds torch (data and initialisation)
-    device: str = "auto"  # auto | cpu | cuda
+    device: Device = Device["auto"]  # auto | cpu | cuda
+
+    def check(self) -> None:
+        if self.sg.placement == "between-layers" and self.model.num_layers < 2:
+            raise UserError("sg.placement=between-layers needs sg=on and model.num_layers >= 2")
+
+
+SCHEMAS = {"task": None, "sg": SGConfig, "model": ModelConfig, "optim": OptimConfig, "train": TrainConfig,
+           "diag": DiagConfig}
+
+
+def check(cfg) -> None:
+    """Reject a config value that cannot work (NaN, inf, a zero width, a value out of range,
+    an inconsistent pair) with one readable line, before any work."""
+    for name, sub in [("", cfg)] + [(k, cfg[k]) for k in SCHEMAS if k in cfg]:
+        schema = _schema_of(name, sub)
+        for f in fields(schema):
+            rule = f.metadata.get("check")
+            value = sub.get(f.name) if rule else None
+            if rule and isinstance(value, float) and not math.isfinite(value):
+                raise UserError(f"{name + '.' if name else ''}{f.name} must be finite, got {value}")
+            if rule and not rule[0](value):
+                raise UserError(f"{name + '.' if name else ''}{f.name} {rule[1]}, got {value}")
+        if hasattr(schema, "check"):
+            schema.check(OmegaConf.to_object(sub) if name else _top(cfg))
+
+
+def _schema_of(name: str, node) -> type:
+    if not name:
+        return Config
+    if name == "task":
+        return PTBTaskConfig if node.get("name") == "ptb" else CopyTaskConfig
+    return SCHEMAS[name]
+
+
+def _top(cfg):
+    """The few top-level fields Config.check reads, without converting the whole tree."""
+    return type("Top", (), {"sg": cfg.sg, "model": cfg.model})()
 
 
 TASKS = {

@@ -6,12 +6,7 @@ One parameter update per segment of T steps. ``train(cfg, run_dir)`` is the whol
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import signal
-import threading
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -22,7 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch.nn.utils import clip_grad_norm_
 
 from sgrnn import checkpoint
-from sgrnn.errors import UserError
+from sgrnn.config import check as validate
+from sgrnn.runtime import Interrupted, RunLock, Slot, hand_over, pick_device, stop_signals, usable_cores
 from sgrnn.model import LSTMCore
 from sgrnn.diag import diagnostics
 from sgrnn.sg import Context, Method, future_gradients, make_method
@@ -48,18 +44,10 @@ class Run:
     step: int = 0  # parameter updates done
 
 
-@dataclass(frozen=True)
-class Slot:
-    """Where a cell runs among the cells of a sweep that run at once (Hydra's joblib launcher)."""
-
-    index: int = 0  # the cell's job number in the sweep
-    jobs: int = 1  # cells running at the same time on this machine
-
-
 def setup(cfg: DictConfig, run_dir: str | Path, slot: Slot = Slot()) -> Run:
     """Build a run; resume it from the run folder's checkpoint when there is one."""
     validate(cfg)
-    ckpt = resume_point(cfg, Path(run_dir))
+    ckpt = checkpoint.resume_point(cfg, Path(run_dir))
     device = pick_device(cfg.device, slot)
     torch.set_num_threads(cfg.train.threads or max(1, usable_cores() // slot.jobs))
     torch.manual_seed(cfg.seed)
@@ -84,35 +72,6 @@ def setup(cfg: DictConfig, run_dir: str | Path, slot: Slot = Slot()) -> Run:
         checkpoint.restore(run, ckpt)
         log.info("resuming from step %d (checkpoint in %s)", run.step, run_dir)
     return run
-
-
-def resume_point(cfg: DictConfig, run_dir: Path) -> Optional[dict]:
-    """The checkpoint to continue from, after checking it was made with the same config."""
-    if cfg.train.resume == "restart":
-        return None
-    ckpt = checkpoint.load(run_dir)
-    if ckpt and cfg.train.resume != "force":
-        changes = checkpoint.config_changes(ckpt["config"], OmegaConf.to_container(cfg, resolve=True))
-        if changes:
-            raise UserError(f"{run_dir} holds a run with another config ({'; '.join(changes)}); "
-                            "use another hydra.run.dir, train.resume=force to continue it anyway, "
-                            "or train.resume=restart to start over")
-    return ckpt
-
-
-def completed(cfg: DictConfig, run_dir: Path) -> Optional[dict]:
-    """The summary of a finished run of this config in ``run_dir`` (re-runs skip it)."""
-    path = run_dir / "summary.json"
-    if cfg.train.resume == "restart" or not path.is_file():
-        return None
-    summary = json.loads(path.read_text())
-    if summary.get("status") != "complete":
-        return None
-    changes = checkpoint.config_changes(summary["config"], OmegaConf.to_container(cfg, resolve=True))
-    if changes and cfg.train.resume != "force":
-        raise UserError(f"{run_dir} holds a finished run with another config ({'; '.join(changes)}); "
-                        "use another hydra.run.dir, or train.resume=restart to replace it")
-    return summary
 
 
 def update(run: Run) -> None:
@@ -148,10 +107,17 @@ def train(cfg: DictConfig, run_dir: str | Path, slot: Slot = Slot()) -> dict:
     """The whole experiment; returns (and writes) summary.json. Re-running it in the same folder
     skips a finished run and resumes an unfinished one."""
     run_dir = Path(run_dir)
-    if (done := completed(cfg, run_dir)) is not None:
-        log.info("%s is complete already (%d updates); nothing to do", run_dir, done["steps"])
-        return done
-    run = setup(cfg, run_dir, slot)
+    with RunLock(run_dir):  # a second process for this folder stops here, touching nothing
+        if (done := checkpoint.completed(cfg, run_dir)) is not None:
+            log.info("%s is complete already (%d updates); nothing to do", run_dir, done["steps"])
+            return done
+        return train_locked(setup(cfg, run_dir, slot))
+
+
+def train_locked(run: Run) -> dict:
+    """The loop, with the run folder's lock held: updates until a budget, early stopping or a
+    stop signal (then a checkpoint, and for the preemption signal the launcher's requeue)."""
+    cfg = run.cfg
     budget_s, every = 60 * cfg.train.max_minutes, cfg.train.checkpoint_every
     with stop_signals() as signal_name:
         while (stop := stop_reason(run, budget_s, signal_name)) is None:
@@ -163,6 +129,7 @@ def train(cfg: DictConfig, run_dir: str | Path, slot: Slot = Slot()) -> dict:
     if stop.startswith("SIG"):
         save_checkpoint(run)
         run.log.close(run.step, stop, run.task.summary(), status="interrupted")
+        hand_over(stop)  # the preemption signal, under submitit: requeue the job (and exit)
         raise Interrupted(stop, run.step)
     run.log.scalars(run.step, run.task.finish(run.core, run.step))
     if run.step % every:  # otherwise the last update's checkpoint is on disk already
@@ -195,88 +162,3 @@ def stop_reason(run: Run, budget_s: float, signal_name: list) -> Optional[str]:
 def save_checkpoint(run: Run) -> None:
     run.log.check_finite()  # never save parameters that a NaN has reached
     checkpoint.save(run, run.log.elapsed())
-
-
-class Interrupted(Exception):
-    """SIGINT or SIGTERM: a checkpoint was written; the same command resumes the run."""
-
-    def __init__(self, signal_name: str, step: int):
-        super().__init__(f"{signal_name} at update {step}: checkpoint written; run the same command to resume")
-        self.exit_code = 128 + getattr(signal, signal_name)
-
-
-@contextmanager
-def stop_signals():
-    """SIGINT / SIGTERM set a flag that the loop reads between updates (a second one acts as usual)."""
-    caught: list[str] = []
-
-    def handler(signum, frame):
-        caught.append(signal.Signals(signum).name)
-        signal.signal(signum, previous[signum])
-
-    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    in_main = threading.current_thread() is threading.main_thread()
-    if in_main:
-        for s in previous:
-            signal.signal(s, handler)
-    try:
-        yield caught
-    finally:
-        if in_main:
-            for s, h in previous.items():
-                signal.signal(s, h)
-
-
-def validate(cfg) -> None:
-    """Reject values that cannot work, with one readable line."""
-    checks = {
-        "T": cfg.T,
-        "model.hidden_size": cfg.model.hidden_size,
-        "model.num_layers": cfg.model.num_layers,
-        "task.batch_size": cfg.task.batch_size,
-        "optim.lr": cfg.optim.lr,
-        "sg.lr": cfg.sg.lr,
-        "train.max_steps": cfg.train.max_steps,
-        "train.max_minutes": cfg.train.max_minutes,
-        "train.log_every": cfg.train.log_every,
-        "train.checkpoint_every": cfg.train.checkpoint_every,
-        "diag.batch_size": cfg.diag.batch_size,
-        "diag.length": cfg.diag.length,
-        "diag.probe_k": cfg.diag.probe_k,
-    }
-    for key, value in checks.items():
-        if not value > 0:
-            raise UserError(f"{key} must be positive, got {value}")
-    if cfg.train.resume not in ("auto", "force", "restart"):
-        raise UserError(f"train.resume must be auto, force or restart, got {cfg.train.resume!r}")
-    if cfg.sg.placement not in ("all", "top", "between-layers"):
-        raise UserError(f"sg.placement must be all, top or between-layers, got {cfg.sg.placement!r}")
-    if cfg.sg.dtype not in ("float32", "bfloat16"):
-        raise UserError(f"sg.dtype must be float32 or bfloat16, got {cfg.sg.dtype!r}")
-    if cfg.sg.placement == "between-layers" and (cfg.model.num_layers < 2 or cfg.sg.name != "on"):
-        raise UserError("sg.placement=between-layers needs sg=on and model.num_layers >= 2")
-    for key in ("train.max_samples", "optim.clip", "sg.clip", "sg.hidden_size", "sg.start_step", "sg.oracle_lookahead", "train.threads", "diag.every"):
-        value = cfg[key.split(".")[0]][key.split(".")[1]]
-        if value < 0:
-            raise UserError(f"{key} must be >= 0, got {value}")
-
-
-def pick_device(name: str, slot: Slot = Slot()) -> torch.device:
-    """cpu, or a GPU: with several cells at once on a machine with several GPUs, each cell its own
-    (job number mod the number of GPUs)."""
-    if name not in ("auto", "cpu", "cuda"):
-        raise UserError(f"device must be auto, cpu or cuda, got {name!r}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("device=cuda but no CUDA GPU is visible to PyTorch (use device=cpu or device=auto)")
-    if name == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    gpus = torch.cuda.device_count()
-    return torch.device("cuda", slot.index % gpus if slot.jobs > 1 else 0)
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (a SLURM job's cpus_per_task, a taskset), else all."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1

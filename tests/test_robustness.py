@@ -193,3 +193,133 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, line):
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(line) and "Traceback" not in r.stdout
+
+
+# ---------------------------------------------------------------------------- issue 13
+
+
+@pytest.mark.parametrize("args, line", [
+    (["task.bits=0"], "sgrnn: error: task.bits must be positive, got 0"),
+    (["sg.scale=nan"], "sgrnn: error: sg.scale must be finite, got nan"),
+    (["sg.scale=-0.1"], "sgrnn: error: sg.scale must be >= 0, got -0.1"),
+    (["optim.lr=inf"], "sgrnn: error: optim.lr must be finite, got inf"),
+    (["train.max_minutes=nan"], "sgrnn: error: train.max_minutes must be finite, got nan"),
+    (["task.threshold=0"], "sgrnn: error: task.threshold must be positive, got 0.0"),
+    (["task.threshold_unit=bit", "task.threshold=1.5"],
+     "sgrnn: error: task.threshold must be below 1 bit with task.threshold_unit=bit, got 1.5"),
+    (["task.window=0"], "sgrnn: error: task.window must be positive, got 0"),
+    (["task.start_N=5", "task.max_N=3"], "sgrnn: error: task.start_N must be <= task.max_N, got 5 > 3"),
+    (["task.repeat_norm=0"], "sgrnn: error: task.repeat_norm must be positive, got 0.0"),
+    (["sg.lambda_=1.5"], "sgrnn: error: sg.lambda_ must be in [0, 1], got 1.5"),
+    (["sg.window=0"], "sgrnn: error: sg.window must be positive, got 0"),
+    (["sg.clip=-1"], "sgrnn: error: sg.clip must be >= 0, got -1.0"),
+    (["sg.loss_weight=0"], "sgrnn: error: sg.loss_weight must be positive, got 0.0"),
+    (["sg.aux_weight=nan"], "sgrnn: error: sg.aux_weight must be finite, got nan"),
+    (["train.checkpoint_every=0"], "sgrnn: error: train.checkpoint_every must be positive, got 0"),
+    (["train.max_samples=-5"], "sgrnn: error: train.max_samples must be >= 0, got -5"),
+    (["diag.every=-1"], "sgrnn: error: diag.every must be >= 0, got -1"),
+    (["model.num_layers=0"], "sgrnn: error: model.num_layers must be positive, got 0"),
+    (["-m", "sg.scale=0.1,nan"], "sgrnn: error: sg.scale must be finite, got nan"),
+    (["sg.placement=middle"], "sgrnn: error: Error merging override sg.placement=middle: Invalid value 'middle', "
+                              "expected one of [all, top, between-layers]"),
+    (["sg.target=td"], "sgrnn: error: Error merging override sg.target=td: Invalid value 'td', expected one of [bootstrap, lambda]"),
+    (["task.threshold_unit=nats"], "sgrnn: error: Error merging override task.threshold_unit=nats: Invalid value 'nats', "
+                                   "expected one of [sequence, bit]"),
+    (["sg.placement=between-layers"], "sgrnn: error: sg.placement=between-layers needs sg=on and model.num_layers >= 2"),
+])
+def test_every_numeric_value_is_checked_before_any_work(tmp_path, args, line):
+    r = cli(*args, *[a for a in RUN if a.split("=")[0] not in {a.split("=")[0] for a in args}], "train.max_steps=5",
+            f"hydra.run.dir={tmp_path}/run", f"hydra.sweep.dir={tmp_path}/sweep")
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(line), lines
+    assert not any(tmp_path.iterdir())  # nothing started
+
+
+@pytest.mark.parametrize("args", [["task=ptb", "task.batch_size=0"], ["task=ptb", "task.patience=0"]])
+def test_the_ptb_node_is_checked_too(args):
+    from sgrnn.config import check
+
+    with pytest.raises(UserError, match=r"task\.(batch_size|patience) must be positive, got 0"):
+        check(make_config(*args))
+
+
+def test_two_processes_for_one_folder_one_trains_the_other_exits_2_touching_nothing(tmp_path):
+    args = [*RUN, "train.max_steps=1000000", f"hydra.run.dir={tmp_path}"]
+    first = cli(*args, wait=False)
+    wait_for_checkpoint(tmp_path, first)
+    log_before = (tmp_path / "sgrnn.log").read_text()
+    second = cli(*args)
+    assert first.poll() is None  # still training
+    assert second.returncode == 2, second.stderr
+    (line,) = second.stderr.strip().splitlines()
+    assert line.startswith(f"sgrnn: error: {tmp_path} is in use by another sgrnn process (pid {first.pid}, since ")
+    os.kill(first.pid, signal.SIGINT)
+    first.communicate(timeout=60)
+    assert first.returncode == 128 + signal.SIGINT
+    assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 1
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["stop_reason"] == "SIGINT"  # the first run's, not the second's
+    assert (tmp_path / "sgrnn.log").read_text().startswith(log_before)
+
+
+def test_the_lock_dies_with_a_killed_process_and_the_same_command_resumes(tmp_path):
+    args = [*RUN, "train.max_steps=200", f"hydra.run.dir={tmp_path}"]
+    proc = cli(*args, wait=False)
+    os.kill(wait_for_checkpoint(tmp_path, proc), signal.SIGKILL)
+    proc.wait()
+    assert (tmp_path / ".sgrnn.lock").exists()  # left behind, but no process holds it
+    r = cli(*args)
+    assert r.returncode == 0, r.stderr
+    assert "resuming from step" in (tmp_path / "sgrnn.log").read_text()
+
+
+def test_a_parallel_sweep_gives_every_cell_its_own_folder(tmp_path):
+    r = cli("-m", *RUN[:-1], "sg=off,on", "seed=0,1", "train.max_steps=30", "hydra/launcher=local",
+            f"hydra.sweep.dir={tmp_path}")
+    assert r.returncode == 0, r.stderr
+    folders = [p.parent for p in tmp_path.rglob("summary.json")]
+    assert len(folders) == len(set(folders)) == 4
+    assert all(len(list(f.glob("events.out.tfevents.*"))) == 1 for f in folders)
+
+
+def test_the_preemption_signal_checkpoints_and_the_requeued_run_resumes(tmp_path, uninterrupted):
+    """SLURM's --signal (USR2 under submitit) on a real ``sgrnn train``: checkpoint, clean stop,
+    then the same command (what a requeued job runs) resumes to the uninterrupted summary."""
+    args = [*RUN, "train.max_steps=400", f"hydra.run.dir={tmp_path}"]
+    proc = cli(*args, wait=False)
+    os.kill(wait_for_checkpoint(tmp_path, proc), signal.SIGUSR2)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGUSR2 and "SIGUSR2 at update" in err
+    stopped = json.loads((tmp_path / "summary.json").read_text())
+    assert stopped["status"] == "interrupted" and stopped["stop_reason"] == "SIGUSR2"
+    assert stopped["steps"] == torch.load(tmp_path / checkpoint.LATEST, weights_only=False)["step"]
+    r = cli(*args)
+    assert r.returncode == 0 and f"resuming from step {stopped['steps']}" in (tmp_path / "sgrnn.log").read_text()
+    assert comparable(json.loads((tmp_path / "summary.json").read_text())) == comparable(
+        json.loads((uninterrupted / "summary.json").read_text()))
+
+
+REQUEUE = """
+import signal, sys
+from pathlib import Path
+from sgrnn.config import make_config
+from sgrnn.train import train
+folder = Path(sys.argv[1])
+def submitit_like(signum, frame):  # what submitit's handler does: checkpoint the callable, requeue, exit
+    (folder / "requeued").write_text(str(sorted(p.name for p in folder.iterdir())))
+    sys.exit(-1)
+signal.signal(signal.SIGUSR2, submitit_like)
+train(make_config(*sys.argv[2:]), folder)
+"""
+
+
+def test_under_submitit_the_signal_reaches_its_requeue_after_the_checkpoint(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", REQUEUE, str(tmp_path), *RUN, "train.max_steps=100000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    os.kill(wait_for_checkpoint(tmp_path, proc), signal.SIGUSR2)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 255  # submitit's exit after requeueing
+    seen = (tmp_path / "requeued").read_text()
+    assert "checkpoint.pt" in seen and "summary.json" in seen  # written before the handler ran
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "interrupted"

@@ -20,6 +20,7 @@ distance between an input and an output that depends on it) is N+1 and N*R+1.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -168,6 +169,10 @@ class CopyStream:
         self.episode: Episode | None = None
         self.pos = 0
         self.errors = torch.zeros((), device=device)
+        # task.threshold_unit=bit: the curriculum reads the episode's mean loss per bit per output
+        # step, in bits (neuralml/bp_lambda's unit) instead of wrong bits per sequence.
+        self.per_bit = cfg.get("threshold_unit", "sequence") == "bit"
+        self.ce = torch.zeros(2, device=device)  # (loss in nats, scored bits) of the episode so far
         self.episodes = 0
         self.done = False  # the curriculum has no end short of max_N
 
@@ -211,6 +216,9 @@ class CopyStream:
         """Accumulate bit errors on the device; at an episode's end, one host sync and the
         curriculum step."""
         self.errors += self.task.bit_errors(logits, seg.y, seg.mask)
+        if self.per_bit:
+            ce = F.binary_cross_entropy_with_logits(logits, seg.y, reduction="none") * seg.mask
+            self.ce += torch.stack([ce.sum(), seg.mask.sum() * seg.y.shape[1] * seg.y.shape[2]])
         if not seg.last:
             return {}
         bits = self.errors.item() / self.batch
@@ -219,7 +227,12 @@ class CopyStream:
         self.episodes += 1
         c = self.curriculum
         out = {"train/bits": bits, "curriculum/N": c.N, "curriculum/R": c.R}
-        if c.update(bits):
+        error = bits
+        if self.per_bit:
+            nats, count = self.ce.tolist()
+            self.ce.zero_()
+            error = out["train/loss_per_bit"] = nats / max(count, 1.0) / math.log(2)
+        if c.update(error):
             out["curriculum/length_solved"] = c.max_solved()["length"]
         return out
 
@@ -240,7 +253,7 @@ class CopyStream:
         ep = self.episode
         return {"curriculum": self.curriculum.state_dict(), "generator": self.generator.get_state(),
                 "episode": None if ep is None else (ep.x, ep.y, ep.mask), "pos": self.pos,
-                "errors": self.errors.clone(), "episodes": self.episodes}
+                "errors": self.errors.clone(), "episodes": self.episodes, "ce": self.ce.clone()}
 
     def load_state_dict(self, state: dict) -> None:
         self.curriculum.load_state_dict(state["curriculum"])
@@ -248,6 +261,8 @@ class CopyStream:
         self.episode = None if state["episode"] is None else Episode(*(t.to(self.device) for t in state["episode"]))
         self.pos, self.episodes = state["pos"], state["episodes"]
         self.errors = state["errors"].to(self.device)
+        if "ce" in state:  # checkpoints from before task.threshold_unit have none
+            self.ce = state["ce"].to(self.device)
 
     def summary(self) -> dict:
         return {"max_solved": self.curriculum.max_solved(), "episodes": self.episodes,

@@ -1,0 +1,145 @@
+"""Where a run executes: its device and threads, its place in a sweep, the lock on its folder,
+and the signals that stop it cleanly.
+
+- :class:`RunLock`: an exclusive OS lock (``filelock``, ``flock`` on Linux) on the run folder
+  for as long as the run trains. A second process for the same folder stops at once with one
+  line; the lock dies with its process, so after a SIGKILL the same command resumes at once.
+- :func:`stop_signals`: SIGINT, SIGTERM and the cluster's preemption signal (SLURM's
+  ``--signal``, which submitit sets to SIGUSR2 or ``$SUBMITIT_PREEMPT_SIGNAL``) set a flag that
+  the loop reads between updates; the trainer then writes a checkpoint and stops.
+  :func:`hand_over` then passes the preemption signal to the handler that was there before
+  (submitit's, which requeues the job); the requeued job resumes from that checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+from filelock import FileLock, Timeout
+
+from sgrnn.errors import UserError
+
+LOCK, LOCK_INFO = ".sgrnn.lock", ".sgrnn.lock.owner"
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where a cell runs among the cells of a sweep that run at once (Hydra's joblib launcher)."""
+
+    index: int = 0  # the cell's job number in the sweep
+    jobs: int = 1  # cells running at the same time on this machine
+
+
+def pick_device(name: str, slot: Slot = Slot()) -> torch.device:
+    """cpu, or a GPU: with several cells at once on a machine with several GPUs, each cell its own
+    (job number mod the number of GPUs)."""
+    if name not in ("auto", "cpu", "cuda"):
+        raise UserError(f"device must be auto, cpu or cuda, got {name!r}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("device=cuda but no CUDA GPU is visible to PyTorch (use device=cpu or device=auto)")
+    if name == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    gpus = torch.cuda.device_count()
+    return torch.device("cuda", slot.index % gpus if slot.jobs > 1 else 0)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (a SLURM job's cpus_per_task, a taskset), else all."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class InUse(UserError):
+    """The run folder is locked by another live process; nothing in it was touched."""
+
+
+class RunLock:
+    """``with RunLock(folder):`` holds an exclusive lock on ``folder`` or raises :class:`InUse`.
+
+    The lock is ``flock`` on ``.sgrnn.lock`` (the kernel releases it when the process dies,
+    however it dies). Who holds it (pid, start time) is in ``.sgrnn.lock.owner``, written after
+    the lock is taken: filelock truncates the lock file itself when it tries to take it."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.lock = FileLock(str(self.folder / LOCK), timeout=0)
+
+    def __enter__(self) -> "RunLock":
+        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.lock.acquire()
+        except Timeout:
+            raise InUse(f"{self.folder} is in use by another sgrnn process ({self.owner()})") from None
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
+        (self.folder / LOCK_INFO).write_text(f"pid {os.getpid()}, since {since}\n")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.lock.release()
+
+    def owner(self) -> str:
+        try:
+            return (self.folder / LOCK_INFO).read_text().strip()
+        except OSError:
+            return "pid unknown"
+
+
+def preemption_signal() -> signal.Signals:
+    """The signal a cluster sends before a time limit or a preemption: submitit's (SIGUSR2, or
+    ``$SUBMITIT_PREEMPT_SIGNAL``), the one SLURM's ``--signal`` names."""
+    name = os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2")
+    return getattr(signal, f"SIG{name}", signal.SIGUSR2)
+
+
+class Interrupted(Exception):
+    """A stop signal: a checkpoint was written; the same command resumes the run."""
+
+    def __init__(self, signal_name: str, step: int):
+        super().__init__(f"{signal_name} at update {step}: checkpoint written; run the same command to resume")
+        self.exit_code = 128 + getattr(signal, signal_name)
+
+
+@contextmanager
+def stop_signals():
+    """SIGINT, SIGTERM and the preemption signal set a flag that the loop reads between updates
+    (a second one acts as before). Yields the list the caught signal's name is put in."""
+    caught: list[str] = []
+    signals = (signal.SIGINT, signal.SIGTERM, preemption_signal())
+
+    def handler(signum, frame):
+        caught.append(signal.Signals(signum).name)
+        signal.signal(signum, previous[signum])
+
+    previous = {s: signal.getsignal(s) for s in signals}
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main:
+        for s in previous:
+            signal.signal(s, handler)
+    try:
+        yield caught
+    finally:
+        if in_main:
+            for s, h in previous.items():
+                signal.signal(s, h)
+        stop_signals.previous = previous  # for hand_over, after the loop has stopped
+
+
+def hand_over(signal_name: str) -> Optional[bool]:
+    """After the checkpoint: give the preemption signal to the Python handler that had it before
+    (submitit's checkpoint-and-requeue, which exits). Returns None when there was none."""
+    signum = getattr(signal, signal_name)
+    before = getattr(stop_signals, "previous", {}).get(signum)
+    if signum != preemption_signal() or not callable(before):
+        return None
+    before(signum, None)
+    return True
