@@ -10,6 +10,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Optional
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -39,7 +40,9 @@ FAILED_LOG = "SGRNN_FAILED_CELLS"
 
 
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="config")
-def train_app(cfg: DictConfig) -> None:
+def train_app(cfg: DictConfig) -> Optional[float]:
+    """One run (one cell of a sweep); returns its objective for a searching sweeper
+    (hydra/sweeper=search): the length solved, or PTB's best validation BPC."""
     from sgrnn.runtime import InUse, Interrupted
     from sgrnn.train import train
 
@@ -65,10 +68,18 @@ def train_app(cfg: DictConfig) -> None:
         if os.environ.get(FAILED_LOG):
             with open(os.environ[FAILED_LOG], "a") as f:
                 f.write(f"{run_dir}: {message}\n")
-        return
+        return None
     line = {k: summary[k] for k in ("max_solved", "best_valid_bpc", "test_bpc") if k in summary}
     print(f"{cfg.task.name} sg={cfg.sg.name} T={cfg.T} seed={cfg.seed}: {line} "
           f"in {summary['steps']} updates, {summary['wall_s']:.0f} s -> {run_dir}/summary.json")
+    return objective(summary)
+
+
+def objective(summary: dict) -> float:
+    """What a search optimises: the length solved (Copy tasks), the best validation BPC (PTB)."""
+    if "max_solved" in summary:
+        return float(summary["max_solved"]["length"])
+    return float(summary.get("best_valid_bpc", float("nan")))
 
 
 def slot(hydra_cfg):
