@@ -23,7 +23,7 @@ import torch
 from omegaconf import OmegaConf
 
 from sgrnn.config import make_config
-from sgrnn.report import method_of
+from sgrnn.runs import method_of
 from sgrnn.sg import sg_quality
 from sgrnn.train import setup
 

@@ -9,7 +9,7 @@ defaults and the run-folder layout; every field here can be overridden from the 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from pathlib import Path
 from typing import Any, Callable, Optional

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from sgrnn.report import TASKS, order_key, finished, sg_curve
+from sgrnn.runs import TASKS, finished, order_key, sg_curve
 
 
 def curriculum_curve(s: dict) -> tuple[list, list]:
@@ -58,5 +58,9 @@ def plots(cells: dict, out: Path) -> list[str]:
            "timestep-samples", "validation BPC")
     figure("sg_cos.png", list(TASKS),
            lambda s: ([p["step"] for p in sg_curve(s)], [p["sg_cos"] for p in sg_curve(s)]),
-           "updates", "cos(g_hat, g_true)")
+           "updates", "state-space cos(g_hat, g_true)")
+    figure("sg_param_cos.png", list(TASKS),
+           lambda s: ([p["step"] for p in sg_curve(s) if "sg_param_cos" in p],
+                      [p["sg_param_cos"] for p in sg_curve(s) if "sg_param_cos" in p]),
+           "updates", "parameter-space cos(J^T g_given, J^T g_true)")
     return written

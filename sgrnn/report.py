@@ -10,19 +10,14 @@ task x method x T) and, with matplotlib installed, PNG plots. A cell with no run
 from __future__ import annotations
 
 import csv
-import json
 import math
-import statistics
-from collections import defaultdict
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 from sgrnn.errors import UserError
+from sgrnn.runs import (TASKS, baseline_of, finished, fmt, group, load_runs, med_of, median, order_key, result,
+                        sg_curve, structure_of)
 
-METHODS = {"off": "BPTT", "on": "DNI", "aux": "DNI + Aux", "placebo": "Placebo", "oracle": "Oracle"}
-TASKS = {"copy": "Copy", "repeat-copy": "Repeat Copy", "ptb": "Penn Treebank"}
-# Table 1 of the paper (ICML version) as far as it could be read (../shared/PAPER.md): largest
-# length modelled for Copy / Repeat Copy; PTB test BPC from the paper's learning-curve figure.
 PAPER = {
     ("copy", "BPTT"): {2: 7, 3: 8, 4: 10, 5: 8},
     ("copy", "DNI"): {2: 16, 3: 14, 4: 18, 5: 18},
@@ -36,100 +31,6 @@ METRIC = {"copy": "largest length solved (higher is better)", "repeat-copy": "la
 
 
 # ---------------------------------------------------------------------------- collecting runs
-
-
-def load_runs(root: Path) -> list[dict]:
-    """Every summary.json under ``root`` (the report's own folder excluded), with its folder."""
-    runs = []
-    for path in sorted(root.rglob("summary.json")):
-        try:
-            s = json.loads(path.read_text())
-        except (OSError, ValueError) as e:
-            s = {"status": "failed", "error": f"unreadable summary.json ({e})"}
-        if "task" in s and "T" in s:
-            runs.append({**s, "dir": str(path.parent)})
-    return runs
-
-
-def method_of(s: dict) -> str:
-    """BPTT / DNI / DNI + Aux / Oracle, with any non-default SG placement or warm-up, and the
-    levers (hyperparameter overrides) its folder name records."""
-    extras = variant_of(s.get("dir", ""))
-    structural = structure_of(s)
-    if not extras:
-        return structural
-    return structural[:-1] + f", {', '.join(extras)})" if structural.endswith(")") else f"{structural} ({', '.join(extras)})"
-
-
-def structure_of(s: dict) -> str:
-    """The method as the paper would name it: BPTT / DNI / ..., with a non-default placement,
-    warm-up or depth (which make another method), without hyperparameter levers."""
-    base = METHODS.get(s.get("sg"), str(s.get("sg")))
-    extras = []
-    if s.get("sg_placement") not in (None, "all"):
-        extras.append(s["sg_placement"])
-    if s.get("sg_start_step"):
-        extras.append(f"warm-up {s['sg_start_step']}")
-    if (s.get("config") or {}).get("model", {}).get("num_layers", 1) > 1:
-        extras.append(f"{s['config']['model']['num_layers']} layers")
-    return base + (f" ({', '.join(extras)})" if extras else "")
-
-
-# Overrides in a run folder's name that do not make another method: the cell's coordinates, its
-# budget and instruments, a preset's name, and what method_of names already.
-NOT_A_VARIANT = ("sg=", "T=", "seed=", "experiment=", "train.", "diag.", "hydra", "device=",
-                 "model.num_layers=", "sg.placement=", "sg.start_step=")
-
-
-def variant_of(folder: str) -> list[str]:
-    """The overrides a run folder's name records beyond its cell (e.g. ``sg.scale=0.1``): a
-    study's levers, so that each value is its own row."""
-    return [item for item in Path(folder).name.split(",")[3:] if "=" in item and not item.startswith(NOT_A_VARIANT)]
-
-
-def baseline_of(method: str) -> str:
-    """The BPTT row with the same network as ``method`` (e.g. "BPTT (2 layers)")."""
-    layers = [e for e in method.partition(" (")[2].rstrip(")").split(", ") if e.endswith(" layers")]
-    return "BPTT" + (f" ({layers[0]})" if layers else "")
-
-
-def result(s: dict) -> Optional[float]:
-    """The Table 1 number of one finished run."""
-    if s["task"] == "ptb":
-        v = s.get("test_bpc")
-        return v if isinstance(v, (int, float)) and math.isfinite(v) else None
-    return s.get("max_solved", {}).get("length")
-
-
-def group(runs: list[dict]) -> dict:
-    """{(task, method): {T: [summaries]}}"""
-    cells: dict = defaultdict(lambda: defaultdict(list))
-    for s in runs:
-        cells[(s["task"], method_of(s))][s["T"]].append(s)
-    return cells
-
-
-def order_key(key):
-    task, method = key
-    base = list(METHODS.values())
-    head = method.split(" (")[0]
-    return (list(TASKS).index(task) if task in TASKS else 99, base.index(head) if head in base else 99, method)
-
-
-def median(values: list[float]) -> Optional[float]:
-    return statistics.median(values) if values else None
-
-
-def fmt(v) -> str:
-    """Integers as they are; other numbers to 3 decimals below 10, 1 below 100, else none."""
-    if v is None:
-        return "-"
-    if float(v).is_integer() and abs(v) < 1e15:
-        return str(int(v))
-    if abs(v) < 1e-3:
-        return f"{v:.1e}"
-    digits = 3 if abs(v) < 10 else 1 if abs(v) < 100 else 0
-    return f"{v:.{digits}f}"
 
 
 # ---------------------------------------------------------------------------- Table 1
@@ -187,14 +88,6 @@ def table1(cells: dict) -> tuple[list[str], list[dict]]:
 
 
 # ---------------------------------------------------------------------------- the answer
-
-
-def finished(runs: list[dict]) -> list[dict]:
-    return [s for s in runs if s.get("status") == "complete"]
-
-
-def med_of(runs: list[dict], get: Callable[[dict], Optional[float]]) -> Optional[float]:
-    return median([v for v in (get(s) for s in finished(runs)) if v is not None])
 
 
 def time_to(s: dict, task: str, target: float) -> Optional[float]:
@@ -260,14 +153,13 @@ def benefit_section(cells: dict) -> list[str]:
     return lines + [""]
 
 
-def sg_curve(s: dict) -> list[dict]:
-    return [p for p in s.get("sg_quality", []) if "sg_cos" in p]
-
-
 def quality_section(cells: dict) -> list[str]:
     lines = ["## SG quality: is the predicted gradient right, and is the true one negligible?", "",
-             "On held-out data at the truncation boundaries (`diag.every`): cos(g_hat, g_true), |g_hat| / |g_true| "
-             "and |g_true|, at the first and the last measurement (median over seeds).", ""]
+             "On held-out data at the truncation boundaries (`diag.every`), at the first and the last measurement "
+             "(median over seeds): *state cos* = cos(g_hat, g_true) per sequence in state space, |g_hat| / |g_true| "
+             "and |g_true|; *param cos* = cos(sum J^T g_given, sum J^T g_true), the weight update the injected "
+             "gradient causes against the one the true future gradient would (J: the boundary state's Jacobian "
+             "in the core's parameters), and its norm ratio; *target cos*: M's regression target against g_true.", ""]
     rows = []
     for k in sorted(cells, key=order_key):
         for T in sorted(cells[k]):
@@ -277,10 +169,19 @@ def quality_section(cells: dict) -> list[str]:
             q = lambda i, name: med_of(runs, lambda s: sg_curve(s)[i].get(name))  # noqa: E731
             rows.append(f"| {TASKS.get(k[0], k[0])} | {k[1]} | {T} | {fmt(q(0, 'sg_cos'))} → {fmt(q(-1, 'sg_cos'))} | "
                         f"{fmt(q(0, 'sg_norm_ratio'))} → {fmt(q(-1, 'sg_norm_ratio'))} | "
-                        f"{fmt(q(0, 'true_grad_norm'))} → {fmt(q(-1, 'true_grad_norm'))} |")
+                        f"{fmt(q(0, 'true_grad_norm'))} → {fmt(q(-1, 'true_grad_norm'))} | "
+                        + " | ".join(f"{fmt(q(0, n))} → {fmt(q(-1, n))}" for n in ("sg_param_cos", "sg_param_norm_ratio", "sg_target_cos"))
+                        + f" | {fmt(med_of(runs, lambda s: run_median(s, 'sg_param_cos')))} |")
     if not rows:
         return lines + ["(no run holds SG-quality measurements)", ""]
-    return lines + ["| task | method | T | cos | norm ratio | abs g_true |", "|---|---|---|---|---|---|", *rows, ""]
+    return lines + ["| task | method | T | state cos | norm ratio | abs g_true | param cos | param norm ratio | target cos "
+                    "| param cos, run median |", "|---|---|---|---|---|---|---|---|---|---|", *rows, ""]
+
+
+def run_median(s: dict, name: str) -> Optional[float]:
+    """The median of one SG-quality measure over all of a run's measurements."""
+    values = [p[name] for p in sg_curve(s) if isinstance(p.get(name), (int, float))]
+    return median(values)
 
 
 def warmup_section(cells: dict) -> list[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch.nn.utils import clip_grad_norm_
 
 from sgrnn import checkpoint

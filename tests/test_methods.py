@@ -20,7 +20,7 @@ SMALL = ["model.hidden_size=12", "task.batch_size=8", "task.start_N=4", "train.l
 
 
 def method(core, **kw):
-    cfg = make_config("sg=on").sg
+    cfg = make_config("sg=on", "sg.target=bootstrap").sg
     for k, v in kw.items():
         cfg[k] = v
     m = make_method(cfg, Context(core.state_size, core.state_size, torch.device("cpu"), core, None))
@@ -133,7 +133,7 @@ def test_derangement_has_no_fixed_point():
 def test_placebo_trains_M_as_on_and_gives_the_core_another_sequences_prediction():
     task, ep, core, segments = episode(T=3, N=5)
     on, placebo = method(core, scale=0.3), None
-    cfg = make_config("sg=placebo").sg
+    cfg = make_config("sg=placebo", "sg.target=bootstrap").sg
     cfg.scale = 0.3
     placebo = make_method(cfg, Context(core.state_size, core.state_size, torch.device("cpu"), core, task.loss))
     placebo.model.double()
@@ -197,7 +197,7 @@ def test_sg_quality_target_cos_is_one_for_an_exact_target_and_the_ceiling_is_mea
     assert q["diag/sg_target_cos"] == pytest.approx(1.0, abs=1e-5)  # lambda = 1 to the episode's end: exact
     assert -1 <= q["diag/sg_param_cos"] <= 1 and q["diag/sg_param_norm_ratio"] > 0
     assert 0 < q["diag/sg_ceiling_cos"] <= 1
-    boot = setup(make_config("sg=on", "sg.scale=1.0", *SMALL), tmp_path / "boot")
+    boot = setup(make_config("sg=on", "sg.target=bootstrap", "sg.scale=1.0", *SMALL), tmp_path / "boot")
     boot.core.load_state_dict(run.core.state_dict())
     boot.sg.model.load_state_dict(run.sg.model.state_dict())
     qb = sg_quality(boot.sg, boot.core, boot.task.loss, x, y, mask, T, None)
@@ -210,7 +210,7 @@ def test_a_run_from_before_the_new_options_resumes_and_a_changed_one_is_refused(
 
     from sgrnn.checkpoint import config_changes
 
-    new = OmegaConf.to_container(make_config("sg=on"), resolve=True)
+    new = OmegaConf.to_container(make_config("sg=on", "sg.target=bootstrap"), resolve=True)  # the old default
     old = {**new, "sg": {k: v for k, v in new["sg"].items() if k not in ("target", "lambda_", "window")},
            "diag": {k: v for k, v in new["diag"].items() if k != "ceiling_batch"}}
     assert config_changes(old, new) == []

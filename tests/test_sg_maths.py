@@ -25,7 +25,7 @@ def setup(T=3, N=5, B=4, layers=2, seed=0):
 
 
 def sg_cfg(**kw):
-    cfg = make_config("sg=on").sg
+    cfg = make_config("sg=on", "sg.target=bootstrap").sg
     for k, v in kw.items():
         cfg[k] = v
     return cfg

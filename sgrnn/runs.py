@@ -1,0 +1,125 @@
+"""Finished runs as the report and its plots read them: every ``summary.json`` below a folder,
+named by method (with its levers) and grouped by task, method and T. Nothing here writes."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Callable, Optional
+
+
+METHODS = {"off": "BPTT", "on": "DNI", "aux": "DNI + Aux", "placebo": "Placebo", "oracle": "Oracle"}
+TASKS = {"copy": "Copy", "repeat-copy": "Repeat Copy", "ptb": "Penn Treebank"}
+# Table 1 of the paper (ICML version) as far as it could be read (../shared/PAPER.md): largest
+# length modelled for Copy / Repeat Copy; PTB test BPC from the paper's learning-curve figure.
+
+
+def load_runs(root: Path) -> list[dict]:
+    """Every summary.json under ``root`` (the report's own folder excluded), with its folder."""
+    runs = []
+    for path in sorted(root.rglob("summary.json")):
+        try:
+            s = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            s = {"status": "failed", "error": f"unreadable summary.json ({e})"}
+        if "task" in s and "T" in s:
+            runs.append({**s, "dir": str(path.parent)})
+    return runs
+
+
+def method_of(s: dict) -> str:
+    """BPTT / DNI / DNI + Aux / Oracle, with any non-default SG placement or warm-up, and the
+    levers (hyperparameter overrides) its folder name records."""
+    extras = variant_of(s.get("dir", ""))
+    structural = structure_of(s)
+    if not extras:
+        return structural
+    return structural[:-1] + f", {', '.join(extras)})" if structural.endswith(")") else f"{structural} ({', '.join(extras)})"
+
+
+def structure_of(s: dict) -> str:
+    """The method as the paper would name it: BPTT / DNI / ..., with a non-default placement,
+    warm-up or depth (which make another method), without hyperparameter levers."""
+    base = METHODS.get(s.get("sg"), str(s.get("sg")))
+    extras = []
+    if s.get("sg_placement") not in (None, "all"):
+        extras.append(s["sg_placement"])
+    if s.get("sg_start_step"):
+        extras.append(f"warm-up {s['sg_start_step']}")
+    if (s.get("config") or {}).get("model", {}).get("num_layers", 1) > 1:
+        extras.append(f"{s['config']['model']['num_layers']} layers")
+    return base + (f" ({', '.join(extras)})" if extras else "")
+
+
+# Overrides in a run folder's name that do not make another method: the cell's coordinates, its
+# budget and instruments, a preset's name, and what method_of names already.
+NOT_A_VARIANT = ("sg=", "T=", "seed=", "experiment=", "train.", "diag.", "hydra", "device=",
+                 "model.num_layers=", "sg.placement=", "sg.start_step=")
+
+
+def variant_of(folder: str) -> list[str]:
+    """The overrides a run folder's name records beyond its cell (e.g. ``sg.scale=0.1``): a
+    study's levers, so that each value is its own row."""
+    return [item for item in Path(folder).name.split(",")[3:] if "=" in item and not item.startswith(NOT_A_VARIANT)]
+
+
+def baseline_of(method: str) -> str:
+    """The BPTT row with the same network as ``method`` (e.g. "BPTT (2 layers)")."""
+    layers = [e for e in method.partition(" (")[2].rstrip(")").split(", ") if e.endswith(" layers")]
+    return "BPTT" + (f" ({layers[0]})" if layers else "")
+
+
+def result(s: dict) -> Optional[float]:
+    """The Table 1 number of one finished run."""
+    if s["task"] == "ptb":
+        v = s.get("test_bpc")
+        return v if isinstance(v, (int, float)) and math.isfinite(v) else None
+    return s.get("max_solved", {}).get("length")
+
+
+def group(runs: list[dict]) -> dict:
+    """{(task, method): {T: [summaries]}}"""
+    cells: dict = defaultdict(lambda: defaultdict(list))
+    for s in runs:
+        cells[(s["task"], method_of(s))][s["T"]].append(s)
+    return cells
+
+
+def order_key(key):
+    task, method = key
+    base = list(METHODS.values())
+    head = method.split(" (")[0]
+    return (list(TASKS).index(task) if task in TASKS else 99, base.index(head) if head in base else 99, method)
+
+
+def median(values: list[float]) -> Optional[float]:
+    return statistics.median(values) if values else None
+
+
+def fmt(v) -> str:
+    """Integers as they are; other numbers to 3 decimals below 10, 1 below 100, else none."""
+    if v is None:
+        return "-"
+    if float(v).is_integer() and abs(v) < 1e15:
+        return str(int(v))
+    if abs(v) < 1e-3:
+        return f"{v:.1e}"
+    digits = 3 if abs(v) < 10 else 1 if abs(v) < 100 else 0
+    return f"{v:.{digits}f}"
+
+
+def finished(runs: list[dict]) -> list[dict]:
+    return [s for s in runs if s.get("status") == "complete"]
+
+
+def med_of(runs: list[dict], get: Callable[[dict], Optional[float]]) -> Optional[float]:
+    return median([v for v in (get(s) for s in finished(runs)) if v is not None])
+
+
+def sg_curve(s: dict) -> list[dict]:
+    """A run's SG-quality measurements; ``sg_cos`` is the state-space cosine (``sg_state_cos``
+    since the parameter-space one came; older runs call it ``sg_cos``)."""
+    return [{"sg_cos": p.get("sg_state_cos"), **p} for p in s.get("sg_quality", []) if "sg_cos" in p or "sg_state_cos" in p]
