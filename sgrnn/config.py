@@ -56,6 +56,7 @@ Target = choice("Target", "bootstrap", "lambda")
 Resume = choice("Resume", "auto", "force", "restart")
 Device = choice("Device", "auto", "cpu", "cuda")
 ThresholdUnit = choice("ThresholdUnit", "sequence", "bit")
+Protocol = choice("Protocol", "episodic", "continuous")
 
 
 @dataclass
@@ -71,6 +72,7 @@ class CopyTaskConfig:
     max_N: int = field(default=10_000, metadata=POSITIVE)  # curriculum stops growing N past this
     start_N: int = field(default=1, metadata=POSITIVE)  # curriculum starts at this N (paper: 1)
     start_R: int = field(default=1, metadata=POSITIVE)  # ... and this R (paper: 1; Copy ignores R)
+    protocol: Protocol = Protocol["episodic"]  # episodic: reset every episode, truncation from its start, no SG past its end (neuralml/bp_lambda) | continuous: endless per-column streams, never reset, boundaries anywhere (README)
 
     def check(self) -> None:
         if self.start_N > self.max_N:

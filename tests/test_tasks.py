@@ -95,3 +95,34 @@ def test_stream_cuts_episodes_into_segments_from_the_start(T):
     for s in segs:  # bit errors accumulate over the episode; the curriculum sees it at the end
         out = stream.record(torch.where(s.y > 0, 10.0, -10.0), s)
     assert out["train/bits"] == 0.0 and stream.next_segment().first
+
+
+def test_the_continuous_protocol_is_an_endless_consistent_stream_per_column():
+    """task.protocol=continuous: one reset, no episode end, each column at its own phase, and
+    every scored output is the input N+1 steps before it, across refills."""
+    import torch
+
+    from sgrnn.config import make_config
+    from sgrnn.tasks import make_task
+
+    N = 3
+    cfg = make_config("task.protocol=continuous", "task.batch_size=16", f"task.start_N={N}", "task.threshold=1e-9")
+    stream = make_task(cfg, 3, torch.device("cpu"), torch.Generator().manual_seed(0))
+    segs = [stream.next_segment() for _ in range(60)]  # 180 steps: several refills of 4 episodes of 7
+    assert [s.first for s in segs] == [True] + [False] * 59 and not any(s.last for s in segs)
+    x, y, mask = (torch.cat([getattr(s, k) for s in segs]) for k in ("x", "y", "mask"))
+    assert len(set(stream.offset.tolist())) > 1  # columns at different phases
+    t, b = torch.nonzero(mask[:, :, 0], as_tuple=True)
+    keep = t >= N + 1
+    torch.testing.assert_close(y[t[keep], b[keep]], x[t[keep] - (N + 1), b[keep], :8])
+    per_column = mask[:, :, 0].sum(0)
+    assert (per_column - per_column[0]).abs().max() <= N  # each column scores N of every 2N+1 steps
+
+
+def test_a_continuous_run_trains_and_reaches_the_curriculum(tmp_path):
+    from sgrnn.config import make_config
+    from sgrnn.train import train
+
+    s = train(make_config("task.protocol=continuous", "sg=on", "model.hidden_size=32", "task.batch_size=16",
+                          "train.max_steps=600", "train.threads=1", "device=cpu", "diag.every=300"), tmp_path)
+    assert s["status"] == "complete" and s["max_solved"]["length"] >= 4 and s["episodes"] > 0

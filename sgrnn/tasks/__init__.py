@@ -71,9 +71,10 @@ class Stream(Protocol):
 
 def make_task(cfg, T: int, device: torch.device, generator: torch.Generator) -> Stream:
     if cfg.task.name in ("copy", "repeat-copy"):
-        from sgrnn.tasks.copy import CopyStream
+        from sgrnn.tasks.copy import ContinuousCopyStream, CopyStream
 
-        return CopyStream(cfg.task, T, device, generator)
+        stream = ContinuousCopyStream if cfg.task.get("protocol", "episodic") == "continuous" else CopyStream
+        return stream(cfg.task, T, device, generator)
     if cfg.task.name == "ptb":
         from sgrnn.tasks.ptb import PTBStream
 

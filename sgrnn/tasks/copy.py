@@ -215,15 +215,22 @@ class CopyStream:
     def record(self, logits: torch.Tensor, seg: Segment) -> dict:
         """Accumulate bit errors on the device; at an episode's end, one host sync and the
         curriculum step."""
+        self.accumulate(logits, seg)
+        if not seg.last:
+            return {}
+        self.episode = None
+        return self.curriculum_step()
+
+    def accumulate(self, logits: torch.Tensor, seg: Segment) -> None:
         self.errors += self.task.bit_errors(logits, seg.y, seg.mask)
         if self.per_bit:
             ce = F.binary_cross_entropy_with_logits(logits, seg.y, reduction="none") * seg.mask
-            self.ce += torch.stack([ce.sum(), seg.mask.sum() * seg.y.shape[1] * seg.y.shape[2]])
-        if not seg.last:
-            return {}
+            self.ce += torch.stack([ce.sum(), seg.mask.expand_as(seg.y).sum()])
+
+    def curriculum_step(self) -> dict:
+        """One episode's error (per column) to the curriculum; the scalars to log."""
         bits = self.errors.item() / self.batch
         self.errors.zero_()
-        self.episode = None
         self.episodes += 1
         c = self.curriculum
         out = {"train/bits": bits, "curriculum/N": c.N, "curriculum/R": c.R}
@@ -267,3 +274,75 @@ class CopyStream:
     def summary(self) -> dict:
         return {"max_solved": self.curriculum.max_solved(), "episodes": self.episodes,
                 "curriculum": {"N": self.curriculum.N, "R": self.curriculum.R}}
+
+
+class ContinuousCopyStream(CopyStream):
+    """``task.protocol=continuous``: every batch column is an endless stream of episodes with a
+    phase of its own; the state is never reset after the first segment, truncation boundaries
+    fall anywhere in an episode, and no future gradient is zeroed at an episode's end (``last``
+    is never set). The curriculum reads the wrong bits of each stretch of one episode length
+    (one episode's outputs per column, from two episodes), per column.
+
+    Refills: the stream is served from the concatenation [carried episode; ``refill`` new ones],
+    column b from row ``offset[b]`` for (carried length + (refill - 1) x current length) rows,
+    so that it ends at the same phase of the last episode, which is carried into the next refill.
+    With ``sg=oracle``, ``sg.oracle_lookahead`` > 0 steps are looked ahead, within the refill."""
+
+    refill = 4  # new episodes per refill
+
+    def __init__(self, cfg, T: int, device: torch.device, generator: torch.Generator):
+        super().__init__(cfg, T, device, generator)
+        c = self.curriculum
+        L = self.task.episode_length(c.N, c.R if self.task.repeat else 1)
+        self.offset = torch.randint(0, L, (self.batch,), generator=generator, device=device)
+        self.carry: Episode | None = None
+        self.served: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self.since_record = 0  # steps since the curriculum last read the error
+        self.started = False  # only the stream's very first segment starts from a reset state
+
+    def _refill(self) -> None:
+        c = self.curriculum
+        eps = [self.carry] if self.carry is not None else []
+        eps += [self.task.sample(c.N, c.R, self.batch, self.generator, self.device) for _ in range(self.refill + (not eps))]
+        x, y = torch.cat([e.x for e in eps]), torch.cat([e.y for e in eps])
+        mask = torch.cat([e.mask.expand(-1, self.batch, -1) for e in eps])
+        rows = x.shape[0] - eps[-1].x.shape[0]  # from offset[b] to the same phase of the last episode
+        idx = torch.arange(rows, device=self.device)[:, None] + self.offset[None, :]  # [rows, B]
+        take = lambda t: t.gather(0, idx[:, :, None].expand(-1, -1, t.shape[2]))  # noqa: E731
+        self.served, self.carry, self.pos = (take(x), take(y), take(mask)), eps[-1], 0
+
+    def next_segment(self) -> Segment:
+        if self.served is None or self.pos >= self.served[0].shape[0]:
+            self._refill()
+        x, y, mask = self.served
+        seg, first = slice(self.pos, min(self.pos + self.T, x.shape[0])), not self.started
+        self.pos, self.started = seg.stop, True
+        self.since_record += seg.stop - seg.start
+        return Segment(x[seg], y[seg], mask[seg], first=first, last=False)
+
+    def lookahead(self, steps: int):
+        x, y, mask = self.served
+        end = min(x.shape[0], self.pos + steps) if steps else x.shape[0]
+        return x[self.pos : end], y[self.pos : end], mask[self.pos : end]
+
+    def record(self, logits: torch.Tensor, seg: Segment) -> dict:
+        """Every episode length of steps, the curriculum reads the wrong bits of that stretch."""
+        self.accumulate(logits, seg)
+        c = self.curriculum
+        if self.since_record < self.task.episode_length(c.N, c.R if self.task.repeat else 1):
+            return {}
+        self.since_record = 0
+        return self.curriculum_step()
+
+    def state_dict(self) -> dict:
+        carry = None if self.carry is None else (self.carry.x, self.carry.y, self.carry.mask)
+        return {**super().state_dict(), "offset": self.offset, "carry": carry, "served": self.served,
+                "since_record": self.since_record, "started": self.started}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.offset = state["offset"].to(self.device)
+        self.carry = None if state["carry"] is None else Episode(*(t.to(self.device) for t in state["carry"]))
+        self.served = None if state["served"] is None else tuple(t.to(self.device) for t in state["served"])
+        self.since_record, self.started = state["since_record"], state["started"]
+
