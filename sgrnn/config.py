@@ -57,6 +57,7 @@ Resume = choice("Resume", "auto", "force", "restart")
 Device = choice("Device", "auto", "cpu", "cuda")
 ThresholdUnit = choice("ThresholdUnit", "sequence", "bit")
 Protocol = choice("Protocol", "episodic", "continuous")
+InputNorm = choice("InputNorm", "none", "rms")
 
 
 @dataclass
@@ -105,6 +106,7 @@ class SGConfig:
     placement: Placement = Placement["all"]  # all: M reads/predicts (h, c) of every layer (paper) | top: the top layer's only
     start_step: int = field(default=0, metadata=NON_NEGATIVE)  # warm-up: plain truncated BPTT for this many updates while M already learns
     aux_weight: float = field(default=1.0, metadata=NON_NEGATIVE)  # sg=aux: weight of the core's auxiliary loss (predicting M(s_end) at the segment's first step)
+    input_norm: InputNorm = InputNorm["none"]  # M's input: none | rms: each layer's h and c divided by its root mean square (sgrnn.sg.models)
     dtype: DType = DType["float32"]  # M's compute dtype: float32 | bfloat16 (faster products on AVX512-BF16 CPUs and GPUs, but it slowed learning on Copy T=3: README)
     oracle_lookahead: int = field(default=0, metadata=NON_NEGATIVE)  # sg=oracle: steps of future BPTT per boundary (0 = to the episode's end; PTB needs > 0)
     target: Target = Target["bootstrap"]  # M's regression target: bootstrap (paper) | lambda (the paper's supplement; sgrnn.sg.targets); on/aux/placebo: lambda (SG_OPTIONS)

@@ -211,3 +211,29 @@ def test_linear_M_closed_form_regression_equals_autograd(last):
     for a, b in zip(by_hand, dni.model.parameters()):
         torch.testing.assert_close(a, b.grad, rtol=1e-12, atol=1e-12)
     assert all(g.abs().max() > 0 for g in by_hand)
+
+
+def test_rms_input_norm_keeps_the_closed_form_regression_and_ignores_each_blocks_scale():
+    """sg.input_norm=rms: M reads each H-block of the state over its RMS. The linear M's
+    hand-written regression gradient is still autograd's, and M(s) is unchanged when one
+    block (one layer's c, say) is scaled."""
+    from sgrnn.sg.models import LinearM, MLPM
+
+    torch.manual_seed(0)
+    H, B = 4, 6
+    for m in (LinearM(4 * H, block=H).double(), MLPM(4 * H, 8, block=H).double()):
+        nn.init.normal_(m.net[-1].weight, std=0.3)
+        s, target = torch.randn(B, 4 * H, dtype=torch.float64), torch.randn(B, 4 * H, dtype=torch.float64)
+        scaled = s.clone()
+        scaled[:, H : 2 * H] *= 37.0
+        torch.testing.assert_close(m(scaled), m(s), rtol=1e-5, atol=1e-5)  # up to the eps under the root
+        m.block = 0  # without the norm the same M does see the scale
+        assert (m(scaled) - m(s)).abs().max() > 1.0
+        m.block = H
+        m.zero_grad()
+        m.regress(s, target, 0.7)
+        by_hand = [p.grad.clone() for p in m.parameters()]
+        m.zero_grad()
+        (0.5 * 0.7 * (m(s) - target).pow(2).sum(1).mean()).backward()
+        for a, p in zip(by_hand, m.parameters()):
+            torch.testing.assert_close(a, p.grad, rtol=1e-12, atol=1e-12)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sgrnn.sg.base import Boundary, Method
-from sgrnn.sg.models import make_m
+from sgrnn.sg.models import input_block, make_m
 
 
 class Depth(Method):
@@ -25,7 +25,8 @@ class Depth(Method):
         super().__init__(cfg, ctx)
         junctions = ctx.state_size // ctx.top_size - 1
         self.models = nn.ModuleList(
-            make_m(ctx.top_size // 2, cfg.hidden_size, cfg.dtype) for _ in range(junctions)).to(ctx.device)
+            make_m(ctx.top_size // 2, cfg.hidden_size, cfg.dtype, input_block(cfg, ctx.top_size // 2))
+            for _ in range(junctions)).to(ctx.device)
 
     def parameters(self):
         return list(self.models.parameters())

@@ -7,6 +7,10 @@
 - :class:`MLPM` (``sg.hidden_size>0``): one hidden ReLU layer, trained with autograd.
 
 Both start with their last layer at exactly zero, so at step 0 DNI equals truncated BPTT.
+With ``sg.input_norm=rms`` M reads each block of H units of the state (each layer's h and c)
+divided by its root mean square over the block, per sequence (no learned parameters): h lies in
+(-1, 1) while c grows with the length held, and this puts them on one scale. The linear kind
+stays linear in its weights, so its closed-form regression holds (tested).
 With ``sg.dtype=bfloat16`` the products run in bfloat16 (W cast once per product; the linear
 kind without autocast), while weights, targets, the loss and Adam stay float32.
 SG loss: 0.5 * loss_weight * sum over state units of (M(s) - target)^2, mean over the batch.
@@ -21,15 +25,25 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def rms_blocks(s: torch.Tensor, block: int, eps: float = 1e-6) -> torch.Tensor:
+    """s [B, k * block] with each block divided by its root mean square (per row)."""
+    b = s.unflatten(1, (-1, block))
+    return (b * torch.rsqrt(b.pow(2).mean(dim=2, keepdim=True) + eps)).flatten(1)
+
+
 class LinearM(nn.Module):
-    def __init__(self, size: int, low: Optional[torch.dtype] = None):
+    def __init__(self, size: int, low: Optional[torch.dtype] = None, block: int = 0):
         super().__init__()
         self.net = nn.Sequential(nn.Linear(size, size))
         nn.init.zeros_(self.net[0].weight)
         nn.init.zeros_(self.net[0].bias)
-        self.low = low
+        self.low, self.block = low, block
+
+    def inputs(self, s: torch.Tensor) -> torch.Tensor:
+        return rms_blocks(s, self.block) if self.block else s
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
+        s = self.inputs(s)
         lin = self.net[0]
         if self.low is None:
             return lin(s)
@@ -50,6 +64,7 @@ class LinearM(nn.Module):
             err = pred - target
             loss = 0.5 * weight * err.pow(2).sum(dim=1).mean()
             d_out = err * (weight / s.shape[0])
+            s = self.inputs(s)
             d_w = d_out.t() @ s if self.low is None else (d_out.to(self.low).t() @ s.to(self.low)).float()
             lin = self.net[0]
             for p, g in ((lin.weight, d_w), (lin.bias, d_out.sum(dim=0))):
@@ -58,14 +73,15 @@ class LinearM(nn.Module):
 
 
 class MLPM(nn.Module):
-    def __init__(self, size: int, hidden: int, low: Optional[torch.dtype] = None):
+    def __init__(self, size: int, hidden: int, low: Optional[torch.dtype] = None, block: int = 0):
         super().__init__()
         self.net = nn.Sequential(nn.Linear(size, hidden), nn.ReLU(), nn.Linear(hidden, size))
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
-        self.low = low
+        self.low, self.block = low, block
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
+        s = rms_blocks(s, self.block) if self.block else s
         if self.low is None:
             return self.net(s)
         with torch.autocast(s.device.type, dtype=self.low):
@@ -82,7 +98,13 @@ class MLPM(nn.Module):
         return loss.detach(), pred.detach()
 
 
-def make_m(size: int, hidden: int = 0, dtype: str = "float32") -> nn.Module:
-    """M for a state of ``size`` units: linear (hidden = 0) or one hidden ReLU layer."""
+def make_m(size: int, hidden: int = 0, dtype: str = "float32", block: int = 0) -> nn.Module:
+    """M for a state of ``size`` units: linear (hidden = 0) or one hidden ReLU layer; ``block``
+    > 0: its input normalised per block of that many units (``sg.input_norm=rms``)."""
     low = torch.bfloat16 if dtype == "bfloat16" else None
-    return MLPM(size, hidden, low) if hidden else LinearM(size, low)
+    return MLPM(size, hidden, low, block) if hidden else LinearM(size, low, block)
+
+
+def input_block(cfg, hidden_size: int) -> int:
+    """The block ``sg.input_norm=rms`` normalises: H units (one layer's h or c); 0 = off."""
+    return hidden_size if cfg.get("input_norm", "none") == "rms" else 0
