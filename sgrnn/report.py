@@ -83,8 +83,19 @@ def table1(cells: dict) -> tuple[list[str], list[dict]]:
                              "failed": st["failed"] if st else 0, "unfinished": st["unfinished"] if st else 0,
                              "status": "missing" if st is None else ("ok" if st["n"] else "failed"), "paper": paper})
             lines.append(f"| {key[1]} | " + " | ".join(texts) + " |")
-        lines += ["", "Cells: median over seeds **bold**, [min–max], n finished runs; paper's number beside.", ""]
+        lines += ["", "Cells: median over seeds **bold**, [min–max], n finished runs; paper's number beside."
+                  + curriculum_note([s for k in keys for runs in cells[k].values() for s in runs]), ""]
     return lines, rows
+
+
+def curriculum_note(runs: list[dict]) -> str:
+    """Which curriculum threshold and unit a Copy table's lengths rest on (it changes every length)."""
+    units = {"sequence": "wrong bits per sequence", "bit": "bits of loss per bit per output step"}
+    seen = sorted({(float(t.get("threshold", 0.15)), t.get("threshold_unit", "sequence"))
+                   for s in runs if "threshold" in (t := (s.get("config") or {}).get("task", {}))})
+    if not seen:
+        return ""
+    return " Curriculum threshold: " + "; ".join(f"{fmt(v)} {units.get(u, u)} (`task.threshold_unit={u}`)" for v, u in seen) + "."
 
 
 # ---------------------------------------------------------------------------- the answer

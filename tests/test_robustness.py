@@ -228,12 +228,23 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, line):
     (["sg.placement=between-layers"], "sgrnn: error: sg.placement=between-layers needs sg=on and model.num_layers >= 2"),
 ])
 def test_every_numeric_value_is_checked_before_any_work(tmp_path, args, line):
-    r = cli(*args, *[a for a in RUN if a.split("=")[0] not in {a.split("=")[0] for a in args}], "train.max_steps=5",
-            f"hydra.run.dir={tmp_path}/run", f"hydra.sweep.dir={tmp_path}/sweep")
-    assert r.returncode == 2, r.stderr
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(line), lines
+    from sgrnn.cli import preflight
+
+    keys = {a.split("=")[0] for a in args}
+    with pytest.raises(UserError) as e:
+        preflight([*args, *[a for a in RUN if a.split("=")[0] not in keys], f"hydra.run.dir={tmp_path}/run"])
+    assert f"sgrnn: error: {e.value}".startswith(line) and "\n" not in str(e.value)
     assert not any(tmp_path.iterdir())  # nothing started
+
+
+@pytest.mark.parametrize("args, line", [
+    (["task.bits=0"], "sgrnn: error: task.bits must be positive, got 0\n"),
+    (["-m", "sg.scale=0.1,nan"], "sgrnn: error: sg.scale must be finite, got nan\n"),
+])
+def test_a_bad_value_from_the_command_line_is_one_line_exit_2_and_nothing_runs(tmp_path, args, line):
+    r = cli(*args, *RUN, "train.max_steps=5", f"hydra.run.dir={tmp_path}/run", f"hydra.sweep.dir={tmp_path}/sweep")
+    assert r.returncode == 2 and r.stderr == line
+    assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("args", [["task=ptb", "task.batch_size=0"], ["task=ptb", "task.patience=0"]])
