@@ -113,10 +113,6 @@ class SGConfig:
     lambda_: float = field(default=1.0, metadata=UNIT)  # sg.target=lambda: weight of the longer return, in [0, 1] (0 = bootstrap; 1 = exact through the window, then bootstrap)
     window: int = field(default=2, metadata=POSITIVE)  # sg.target=lambda: K, segments the target looks ahead before it bootstraps (K - 1 re-run per update)
 
-    def check(self) -> None:
-        if self.placement == "between-layers" and self.name != "on":
-            raise UserError("sg.placement=between-layers needs sg=on and model.num_layers >= 2")
-
 
 @dataclass
 class DiagConfig:
@@ -165,41 +161,28 @@ class Config:
     device: Device = Device["auto"]  # auto | cpu | cuda
 
     def check(self) -> None:
-        if self.sg.placement == "between-layers" and self.model.num_layers < 2:
+        if self.sg.placement == "between-layers" and (self.sg.name != "on" or self.model.num_layers < 2):
             raise UserError("sg.placement=between-layers needs sg=on and model.num_layers >= 2")
-
-
-SCHEMAS = {"task": None, "sg": SGConfig, "model": ModelConfig, "optim": OptimConfig, "train": TrainConfig,
-           "diag": DiagConfig}
 
 
 def check(cfg) -> None:
     """Reject a config value that cannot work (NaN, inf, a zero width, a value out of range,
     an inconsistent pair) with one readable line, before any work."""
-    for name, sub in [("", cfg)] + [(k, cfg[k]) for k in SCHEMAS if k in cfg]:
-        schema = _schema_of(name, sub)
+    task = PTBTaskConfig if cfg.task.name == "ptb" else CopyTaskConfig
+    nodes = [("", Config, cfg), ("task.", task, cfg.task), ("sg.", SGConfig, cfg.sg), ("model.", ModelConfig, cfg.model),
+             ("optim.", OptimConfig, cfg.optim), ("train.", TrainConfig, cfg.train), ("diag.", DiagConfig, cfg.diag)]
+    for prefix, schema, node in nodes:
         for f in fields(schema):
-            rule = f.metadata.get("check")
-            value = sub.get(f.name) if rule else None
-            if rule and isinstance(value, float) and not math.isfinite(value):
-                raise UserError(f"{name + '.' if name else ''}{f.name} must be finite, got {value}")
-            if rule and not rule[0](value):
-                raise UserError(f"{name + '.' if name else ''}{f.name} {rule[1]}, got {value}")
+            if "check" not in f.metadata:
+                continue
+            test, words = f.metadata["check"]
+            value = node.get(f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise UserError(f"{prefix}{f.name} must be finite, got {value}")
+            if not test(value):
+                raise UserError(f"{prefix}{f.name} {words}, got {value}")
         if hasattr(schema, "check"):
-            schema.check(OmegaConf.to_object(sub) if name else _top(cfg))
-
-
-def _schema_of(name: str, node) -> type:
-    if not name:
-        return Config
-    if name == "task":
-        return PTBTaskConfig if node.get("name") == "ptb" else CopyTaskConfig
-    return SCHEMAS[name]
-
-
-def _top(cfg):
-    """The few top-level fields Config.check reads, without converting the whole tree."""
-    return type("Top", (), {"sg": cfg.sg, "model": cfg.model})()
+            schema.check(node)  # the node's cross-field checks (a DictConfig reads like the dataclass)
 
 
 TASKS = {

@@ -109,36 +109,42 @@ class Interrupted(Exception):
         self.exit_code = 128 + getattr(signal, signal_name)
 
 
+class Caught(list):
+    """The names of the stop signals caught (the loop stops on the first), and the handlers
+    that were installed before, for :func:`hand_over`."""
+
+    previous: dict
+
+
 @contextmanager
 def stop_signals():
     """SIGINT, SIGTERM and the preemption signal set a flag that the loop reads between updates
-    (a second one acts as before). Yields the list the caught signal's name is put in."""
-    caught: list[str] = []
+    (a second one acts as before). Yields the :class:`Caught` list the signal's name goes in."""
+    caught = Caught()
     signals = (signal.SIGINT, signal.SIGTERM, preemption_signal())
 
     def handler(signum, frame):
         caught.append(signal.Signals(signum).name)
-        signal.signal(signum, previous[signum])
+        signal.signal(signum, caught.previous[signum])
 
-    previous = {s: signal.getsignal(s) for s in signals}
+    caught.previous = {s: signal.getsignal(s) for s in signals}
     in_main = threading.current_thread() is threading.main_thread()
     if in_main:
-        for s in previous:
+        for s in caught.previous:
             signal.signal(s, handler)
     try:
         yield caught
     finally:
         if in_main:
-            for s, h in previous.items():
+            for s, h in caught.previous.items():
                 signal.signal(s, h)
-        stop_signals.previous = previous  # for hand_over, after the loop has stopped
 
 
-def hand_over(signal_name: str) -> Optional[bool]:
+def hand_over(caught: Caught) -> Optional[bool]:
     """After the checkpoint: give the preemption signal to the Python handler that had it before
     (submitit's checkpoint-and-requeue, which exits). Returns None when there was none."""
-    signum = getattr(signal, signal_name)
-    before = getattr(stop_signals, "previous", {}).get(signum)
+    signum = getattr(signal, caught[0])
+    before = caught.previous.get(signum)
     if signum != preemption_signal() or not callable(before):
         return None
     before(signum, None)

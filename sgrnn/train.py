@@ -119,8 +119,8 @@ def train_locked(run: Run) -> dict:
     stop signal (then a checkpoint, and for the preemption signal the launcher's requeue)."""
     cfg = run.cfg
     budget_s, every = 60 * cfg.train.max_minutes, cfg.train.checkpoint_every
-    with stop_signals() as signal_name:
-        while (stop := stop_reason(run, budget_s, signal_name)) is None:
+    with stop_signals() as caught:
+        while (stop := stop_reason(run, budget_s, caught)) is None:
             update(run)
             if cfg.diag.every and run.step % cfg.diag.every == 0:
                 run.log.scalars(run.step, diagnostics(run, run.diag_rng))
@@ -129,7 +129,7 @@ def train_locked(run: Run) -> dict:
     if stop.startswith("SIG"):
         save_checkpoint(run)
         run.log.close(run.step, stop, run.task.summary(), status="interrupted")
-        hand_over(stop)  # the preemption signal, under submitit: requeue the job (and exit)
+        hand_over(caught)  # the preemption signal, under submitit: requeue the job (and exit)
         raise Interrupted(stop, run.step)
     run.log.scalars(run.step, run.task.finish(run.core, run.step))
     if run.step % every:  # otherwise the last update's checkpoint is on disk already
