@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Table 1 at CPU scale (issue 14; README "Table 1"): every cell of the presets in conf/experiment
+# (Copy and Repeat Copy x T=2..5 x BPTT, DNI, DNI + Aux, placebo; PTB BPTT T=8, 20, 40 and DNI,
+# DNI + Aux T=8; 3 seeds), as two queues of one cell at a time, one thread each, so that both
+# cores stay busy to the end (Copy on one, Repeat Copy on the other, PTB split between them).
+# T=3 comes first in both queues (the data-efficiency figures), then T=2, 4, 5, then PTB.
+#   bash scripts/table1_grid.sh RUNS_DIR [PTB_DATA_DIR]      then: sgrnn report RUNS_DIR
+# Re-running it resumes the grid: finished cells are skipped, interrupted ones resume from their
+# checkpoints. Each queue logs to RUNS_DIR/queue-{copy,repeat-copy}.log.
+# The same cells as `sgrnn train -m experiment=NAME hydra/launcher=local` for each preset.
+set -euo pipefail
+out=${1:?RUNS_DIR}
+data=${2:-${SGRNN_DATA_DIR:-data/ptb}}
+mkdir -p "$out"
+one=(hydra/launcher=local hydra.launcher.n_jobs=1 train.threads=1 train.progress=false hydra.sweep.dir="$out")
+queue() {  # queue TASK PTB_PRESETS...: the task's four presets, T=3 first, then the PTB cells given
+  local task=$1 failed=0; shift
+  local presets=$task-bptt,$task-dni,$task-dni-aux,$task-placebo
+  for T in 3 2 4 5; do
+    sgrnn train -m experiment=$presets T=$T seed=0,1,2 "${one[@]}" || failed=1
+  done
+  for spec in "$@"; do  # PRESET:T
+    sgrnn train -m experiment=${spec%%:*} T=${spec##*:} seed=0,1,2 task.data_dir="$data" "${one[@]}" || failed=1
+  done
+  return $failed  # a failed cell does not stop the queue; the sweep's end lists it
+}
+# PTB's first seed at T=8 goes first: the earliest sign of whether DNI beats BPTT there.
+sgrnn train -m experiment=ptb-bptt T=8 seed=0 task.data_dir="$data" "${one[@]}" > "$out/queue-copy.log" 2>&1 &
+sgrnn train -m experiment=ptb-dni T=8 seed=0 task.data_dir="$data" "${one[@]}" > "$out/queue-repeat-copy.log" 2>&1 &
+wait
+queue copy ptb-bptt:8 ptb-bptt:20 ptb-dni:8 >> "$out/queue-copy.log" 2>&1 &
+a=$!
+queue repeat-copy ptb-bptt:40 ptb-dni-aux:8 >> "$out/queue-repeat-copy.log" 2>&1 &
+b=$!
+status=0
+wait $a || status=1
+wait $b || status=1
+exit $status
