@@ -14,7 +14,10 @@ and the signals that stop it cleanly.
 from __future__ import annotations
 
 import os
+import platform
+import shlex
 import signal
+import subprocess
 import threading
 import time
 from contextlib import contextmanager
@@ -57,6 +60,44 @@ def usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def host(device: torch.device) -> dict:
+    """What a run ran on, for its summary: the report prints it beside every figure."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    out = {"cpu": cpu, "cores": usable_cores(), "torch": torch.__version__, "python": platform.python_version()}
+    if device.type == "cuda":
+        out["gpu"] = torch.cuda.get_device_name(device)
+    return out
+
+
+def cell_command() -> Optional[str]:
+    """The command that reruns this cell alone (``sgrnn train`` and the cell's own overrides)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    return " ".join(["sgrnn train", *map(shlex.quote, HydraConfig.get().overrides.task)])
+
+
+def source_commit() -> Optional[str]:
+    """The git commit of the sgrnn source that ran (None outside a git checkout), '+' if edited."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return None
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "sgrnn"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (head + "+" * bool(dirty)) or None
 
 
 class InUse(UserError):

@@ -20,6 +20,7 @@ from torch.utils.tensorboard.summary import hparams
 from tqdm import tqdm
 
 from sgrnn.errors import UserError
+from sgrnn.runtime import cell_command, host, source_commit
 
 
 def atomic_write_json(path: Path, data: dict) -> None:
@@ -183,6 +184,9 @@ class RunLog:
             "cost": {**self.clock.per_update_ms(step), "samples_per_s": round(self.samples / max(self.elapsed(), 1e-9), 1)},
             "device": str(self.device),
             "threads": torch.get_num_threads(),
+            "host": host(self.device),
+            "command": cell_command(),
+            "commit": source_commit(),
             "sg_scale": cfg.sg.scale if cfg.sg.name != "off" else None,
             "sg_scale_in_target": cfg.sg.scale_in_target if cfg.sg.name != "off" else None,
             "sg_placement": cfg.sg.placement if cfg.sg.name != "off" else None,

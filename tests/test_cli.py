@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -26,12 +27,26 @@ def test_tiny_train_writes_a_complete_summary(tmp_path, ptb_dir, task, sg):
     assert KEYS <= s.keys() and s["status"] == "complete"
     assert (s["task"], s["sg"], s["T"], s["seed"], s["steps"], s["device"]) == (task, sg, 4, 1, 12, "cpu")
     assert s["samples"] > 0 and s["wall_s"] > 0
+    # What it ran on and the command that reruns it: the report prints both beside its figures.
+    assert s["host"]["cores"] >= 1 and s["host"]["cpu"] and s["host"]["torch"]
+    assert s["command"].startswith(f"sgrnn train task={task} sg={sg} T=4 seed=1 ")
     if task == "ptb":
         assert 0 < s["best_valid_bpc"] < 6 and 0 < s["test_bpc"] < 6
         assert s["samples"] == 12 * 4 * 128
     else:
         assert set(s["max_solved"]) == {"N", "R", "length", "span"}
     assert list(tmp_path.glob("events.out.tfevents.*"))
+
+
+def test_a_non_editable_install_ships_its_configs(tmp_path):
+    """`pip install .` (not -e) must find conf/: the wheel carries it as sgrnn/conf."""
+    import zipfile
+
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                        str(tmp_path), str(Path(__file__).resolve().parent.parent)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    names = set(zipfile.ZipFile(next(tmp_path.glob("sgrnn-*.whl"))).namelist())
+    assert {"sgrnn/conf/config.yaml", "sgrnn/conf/experiment/copy-dni.yaml", "sgrnn/conf/hydra/launcher/local.yaml"} <= names
 
 
 def test_multirun_sweep_writes_one_folder_per_cell(tmp_path):
