@@ -1,9 +1,11 @@
 """The PNG plots of ``sgrnn report`` (matplotlib, the ``plot`` extra): curriculum length vs
-timestep-samples, PTB validation BPC vs timestep-samples, SG cosine vs updates; one panel per
-task and T, one colour per method, one line per seed."""
+timestep-samples and SG cosine vs updates (a row of panels per task, a column per T, a colour
+per method, a line per seed), and PTB validation BPC vs timestep-samples (the paper's figure:
+one panel, a colour per method and T, the median over seeds with their range)."""
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Callable
 
@@ -30,32 +32,68 @@ def plots(cells: dict, out: Path) -> list[str]:
     written = []
 
     def figure(name: str, tasks: list[str], series: Callable[[dict], tuple[list, list]], xlabel: str, ylabel: str):
-        panels = [(task, T) for task in tasks for T in sorted({T for k in cells if k[0] == task for T in cells[k]})]
-        panels = [(task, T) for task, T in panels
-                  if any(series(s)[0] for k in cells if k[0] == task for s in finished(cells[k].get(T, [])))]
-        if not panels:
+        """One row of panels per task, one column per T."""
+        rows = [task for task in tasks if any(k[0] == task for k in cells)]
+        Ts = {task: [T for T in sorted({T for k in cells if k[0] == task for T in cells[k]})
+                     if any(series(s)[0] for k in cells if k[0] == task for s in finished(cells[k].get(T, [])))]
+              for task in rows}
+        rows = [task for task in rows if Ts[task]]
+        if not rows:
             return
-        fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2), squeeze=False)
-        for ax, (task, T) in zip(axes[0], panels):
-            for i, key in enumerate(sorted((k for k in cells if k[0] == task), key=order_key)):
-                for j, s in enumerate(finished(cells[key].get(T, []))):
-                    xs, ys = series(s)
-                    if xs:
-                        ax.plot(xs, ys, color=f"C{i}", alpha=0.8, drawstyle="steps-post" if task != "ptb" else "default",
-                                label=key[1] if j == 0 else None)
-            ax.set_title(f"{TASKS.get(task, task)}, T={T}")
-            ax.set_xlabel(xlabel)
-            ax.legend(fontsize=7)
-        axes[0][0].set_ylabel(ylabel)
+        cols = max(len(Ts[task]) for task in rows)
+        fig, axes = plt.subplots(len(rows), cols, figsize=(4 * cols, 3.2 * len(rows)), squeeze=False)
+        for r, task in enumerate(rows):
+            for c in range(cols):
+                ax = axes[r][c]
+                if c >= len(Ts[task]):
+                    ax.set_visible(False)
+                    continue
+                T = Ts[task][c]
+                for i, key in enumerate(sorted((k for k in cells if k[0] == task), key=order_key)):
+                    for j, s in enumerate(finished(cells[key].get(T, []))):
+                        xs, ys = series(s)
+                        if xs:
+                            ax.plot(xs, ys, color=f"C{i}", alpha=0.8, drawstyle="steps-post" if task != "ptb" else "default",
+                                    label=key[1] if j == 0 else None)
+                ax.set_title(f"{TASKS.get(task, task)}, T={T}")
+                ax.set_xlabel(xlabel)
+                ax.legend(fontsize=7)
+            axes[r][0].set_ylabel(ylabel)
+        save(fig, name)
+
+    def save(fig, name: str):
         fig.tight_layout()
         fig.savefig(out / name, dpi=110)
         plt.close(fig)
         written.append(name)
 
+    def ptb_figure(name: str):
+        """The paper's PTB figure: validation BPC against timestep-samples, every method and T in
+        one panel, the median over seeds as a line and their range as a band."""
+        lines = []
+        for key in sorted((k for k in cells if k[0] == "ptb"), key=order_key):
+            for T in sorted(cells[key]):
+                curves = [s.get("valid_curve", []) for s in finished(cells[key][T])]
+                curves = [c for c in curves if c]
+                if curves:
+                    lines.append((f"{key[1]}, T={T} (n={len(curves)})", curves))
+        if not lines:
+            return
+        fig, ax = plt.subplots(figsize=(6.5, 4.2))
+        for i, (label, curves) in enumerate(lines):
+            n = min(len(c) for c in curves)  # seeds validate at the same timestep-samples
+            xs = [curves[0][k]["samples"] for k in range(n)]
+            ys = [[c[k]["bpc"] for c in curves] for k in range(n)]
+            ax.plot(xs, [statistics.median(y) for y in ys], color=f"C{i}", label=label)
+            ax.fill_between(xs, [min(y) for y in ys], [max(y) for y in ys], color=f"C{i}", alpha=0.2, linewidth=0)
+        ax.set_title("Penn Treebank characters: median over seeds, band = range")
+        ax.set_xlabel("timestep-samples")
+        ax.set_ylabel("validation BPC")
+        ax.legend(fontsize=7)
+        save(fig, name)
+
     figure("curriculum.png", ["copy", "repeat-copy"], curriculum_curve, "timestep-samples", "length solved")
-    figure("ptb_valid_bpc.png", ["ptb"],
-           lambda s: ([p["samples"] for p in s.get("valid_curve", [])], [p["bpc"] for p in s.get("valid_curve", [])]),
-           "timestep-samples", "validation BPC")
+    ptb_figure("ptb_valid_bpc.png")
     figure("sg_cos.png", list(TASKS),
            lambda s: ([p["step"] for p in sg_curve(s)], [p["sg_cos"] for p in sg_curve(s)]),
            "updates", "state-space cos(g_hat, g_true)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Optional
 
@@ -164,6 +165,47 @@ def benefit_section(cells: dict) -> list[str]:
     return lines + [""]
 
 
+def samples_to(s: dict, length: float) -> Optional[float]:
+    """Timestep-samples at which a run first solved ``length``, measured where it got there,
+    else extrapolated in a straight line from zero through the whole run (plateaus included):
+    samples spent x length / length solved."""
+    hits = [p["samples"] for p in s.get("solved_at", []) if p["length"] >= length]
+    if hits:
+        return float(min(hits))
+    solved = result(s)
+    return s["samples"] * length / solved if solved and s.get("samples") else None
+
+
+def extrapolation_section(cells: dict) -> list[str]:
+    """What the paper's lengths would cost at the rate these runs learned: an extrapolation."""
+    lines = ["## Extrapolated: the budget the paper's lengths would need at this rate", "",
+             "Where a run reached the paper's length, the timestep-samples at which it did (measured); otherwise a "
+             "straight line from zero through the whole run, plateaus included: samples spent x paper's length / "
+             "length solved (an extrapolation, not a measurement; longer lengths are harder to learn, so the true "
+             "budget is likely larger, and a run on a plateau may never get there). Median over seeds; hours at the "
+             "cells' measured timestep-samples/s.", "",
+             "| task | method | T | length | paper | samples spent | samples to paper's | hours at this rate |",
+             "|---|---|---|---|---|---|---|---|"]
+    rows = []
+    for k in sorted((k for k in cells if k[0] != "ptb"), key=order_key):
+        for T in sorted(cells[k]):
+            runs = finished(cells[k][T])
+            paper = PAPER.get((k[0], structure_of(runs[0])), {}).get(T) if runs else None
+            if paper is None:
+                continue
+            need = med_of(runs, lambda s: samples_to(s, paper))
+            spent, sps = med_of(runs, lambda s: s.get("samples")), med_of(runs, lambda s: s.get("cost", {}).get("samples_per_s"))
+            if need is None:
+                continue
+            how = "measured" if all(result(s) is not None and result(s) >= paper for s in runs) else "extrapolated"
+            hours = f"{need / sps / 3600:.2g}" if sps else "-"
+            rows.append(f"| {TASKS.get(k[0], k[0])} | {k[1]} | {T} | {fmt(med_of(runs, result))} | {paper} | {spent:.3g} | "
+                        f"{need:.3g} ({how}) | {hours} |")
+    if not rows:
+        return lines[:2] + ["(no finished Copy or Repeat Copy run of a method with a paper number)", ""]
+    return lines + rows + [""]
+
+
 def quality_section(cells: dict) -> list[str]:
     lines = ["## SG quality: is the predicted gradient right, and is the true one negligible?", "",
              "On held-out data at the truncation boundaries (`diag.every`), at the first and the last measurement "
@@ -211,6 +253,53 @@ def warmup_section(cells: dict) -> list[str]:
     return lines + ["| task | method | T | result | without warm-up |", "|---|---|---|---|---|", *rows, ""]
 
 
+# ---------------------------------------------------------------------------- provenance
+
+
+def sweep_commands(runs: list[dict]) -> list[str]:
+    """The cells' own commands folded back into sweeps: cells that differ only in T and seed
+    become one ``sgrnn train -m ... T=a,b seed=c,d`` line (runs from before summaries recorded
+    their command are counted apart)."""
+    sweeps: dict = defaultdict(lambda: (set(), set()))
+    for s in runs:
+        if not s.get("command"):
+            continue
+        words = s["command"].split()
+        rest = tuple(w for w in words[2:] if not w.startswith(("T=", "seed=")))
+        Ts, seeds = sweeps[rest]
+        Ts.add(int(s["T"]))
+        seeds.add(int(s["seed"]))
+    join = lambda xs: ",".join(map(str, sorted(xs)))  # noqa: E731
+    return [f"sgrnn train -m {' '.join(rest)} T={join(Ts)} seed={join(seeds)}" for rest, (Ts, seeds) in
+            sorted(sweeps.items())]
+
+
+def provenance(runs: list[dict]) -> list[str]:
+    """What the runs ran on, how long they took and the commands that made them."""
+    done = finished(runs)
+    hosts = Counter(", ".join(f"{k} {v}" for k, v in s["host"].items()) if s.get("host") else "not recorded"
+                    for s in done)
+    commits = Counter(s.get("commit") or "not recorded" for s in done)
+    lines = ["Hardware (finished runs): " + "; ".join(f"{h} ({n} runs)" for h, n in hosts.most_common()) + ".",
+             "Threads per run: " + ", ".join(sorted({str(s.get("threads")) for s in done})) + "; source commit: "
+             + ", ".join(f"{c} ({n})" for c, n in commits.most_common()) + ".", ""]
+    lines += ["| task | method | cells | wall minutes per cell, median [min–max] | cell-hours |", "|---|---|---|---|---|"]
+    for (task, method), byT in sorted(group(done).items(), key=lambda kv: order_key(kv[0])):
+        walls = [s["wall_s"] / 60 for runs in byT.values() for s in runs if s.get("wall_s")]
+        if walls:
+            lines.append(f"| {TASKS.get(task, task)} | {method} | {len(walls)} | {median(walls):.1f} "
+                         f"[{min(walls):.1f}–{max(walls):.1f}] | {sum(walls) / 60:.2f} |")
+    total = sum(s.get("wall_s") or 0 for s in done) / 3600
+    lines += ["", f"In all {total:.2f} cell-hours: {total / 2:.2f} hours of wall time at two cells at a time.", ""]
+    commands = sweep_commands(done)
+    unrecorded = sum(not s.get("command") for s in done)
+    if commands:
+        lines += ["Commands (each cell's own, folded into sweeps):", "", *[f"    {c}" for c in commands], ""]
+    if unrecorded:
+        lines += [f"({unrecorded} finished runs predate the recorded command.)", ""]
+    return lines
+
+
 # ---------------------------------------------------------------------------- the command
 
 
@@ -235,11 +324,11 @@ def report(runs_dir: str | Path, out: Optional[str | Path] = None) -> Path:
     n_done = sum(s.get("status") == "complete" for s in runs)
     lines = [f"# sgrnn report: {root}", "",
              f"{len(runs)} runs ({n_done} finished, {len(runs) - n_done} failed or unfinished), from their summary.json.", "",
-             "## Table 1", "", *table, *cost_section(cells), *benefit_section(cells), *quality_section(cells),
+             "## Table 1", "", *table, "## How the runs were made", "", *provenance(runs), *cost_section(cells), *benefit_section(cells), *extrapolation_section(cells), *quality_section(cells),
              *warmup_section(cells), "## Plots", ""]
     lines += [f"![{p}]({p})" for p in pngs] or ["(matplotlib is not installed: pip install -e \".[plot]\")"]
     (out / "report.md").write_text("\n".join(lines) + "\n")
-    (out / "table1.md").write_text("\n".join(table) + "\n")
+    (out / "table1.md").write_text("\n".join(table + provenance(runs)) + "\n")
     return out
 
 

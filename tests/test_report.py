@@ -116,6 +116,31 @@ def test_report_table_has_medians_spread_paper_numbers_and_never_shows_missing_o
     assert {"curriculum.png", "ptb_valid_bpc.png", "sg_cos.png"} <= {p.name for p in out.iterdir()}
 
 
+def test_report_names_the_hardware_the_wall_time_and_the_commands_folded_into_sweeps(tmp_path):
+    cpu = {"cpu": "AMD EPYC", "cores": 2, "torch": "2.13.0+cpu", "python": "3.11.7"}
+    for T in (2, 3):
+        for seed in (0, 1):
+            cmd = f"sgrnn train experiment=copy-dni T={T} seed={seed} train.threads=1"
+            write(tmp_path / "copy" / f"on,T={T},seed={seed}",
+                  **copy_run(T, seed, 5, sg="on", wall_s=60.0 * (T + seed), host=cpu, command=cmd, commit="abc1234",
+                             threads=1))
+    write(tmp_path / "copy" / "off,T=2,seed=0", **copy_run(2, 0, 4, wall_s=120.0))  # an older run: no host, no command
+    table = (report(tmp_path) / "table1.md").read_text()
+    assert "cpu AMD EPYC, cores 2, torch 2.13.0+cpu, python 3.11.7 (4 runs); not recorded (1 runs)" in table
+    assert "source commit: abc1234 (4), not recorded (1)" in table
+    assert "| Copy | DNI | 4 | 3.0 [2.0–4.0] | 0.20 |" in table  # wall minutes 2, 3, 3, 4
+    assert "    sgrnn train -m experiment=copy-dni train.threads=1 T=2,3 seed=0,1" in table
+    assert "(1 finished runs predate the recorded command.)" in table
+
+
+def test_the_paper_budget_is_measured_where_reached_and_extrapolated_in_a_straight_line_otherwise(tmp_path):
+    write(tmp_path / "copy" / "off,T=2,seed=0", **copy_run(2, 0, 5))  # 1600 samples for length 5; paper 7
+    write(tmp_path / "copy" / "on,T=2,seed=0", **copy_run(2, 0, 17, sg="on"))  # solved 16 at 240 x 16 samples
+    md = (report(tmp_path) / "report.md").read_text()
+    assert "| Copy | BPTT | 2 | 5 | 7 | 1.6e+03 | 2.24e+03 (extrapolated) | 0.00089 |" in md  # 2240 / 700 per s
+    assert "| Copy | DNI | 2 | 17 | 16 | 1.6e+03 | 3.84e+03 (measured) | 0.0018 |" in md
+
+
 def test_report_command_fails_in_one_line_without_runs(tmp_path):
     r = subprocess.run([sys.executable, "-m", "sgrnn.cli", "report", str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr == f"sgrnn: error: no summary.json under {tmp_path}: nothing to report\n"
@@ -147,3 +172,14 @@ def test_an_unknown_preset_or_launcher_is_one_line_listing_the_valid_ones(tmp_pa
                        capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.startswith(line) and r.stderr.count("\n") == 1
     assert not any(tmp_path.iterdir())  # nothing started
+
+
+def test_the_readme_table1_is_the_generated_one():
+    """README's Table 1 block is docs/table1/table1.md as `sgrnn report` wrote it (scripts/readme_table1.py)."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("readme_table1", root / "scripts" / "readme_table1.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.block((root / "README.md").read_text()) == (root / "docs" / "table1" / "table1.md").read_text().strip()
