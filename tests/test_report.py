@@ -183,3 +183,11 @@ def test_the_readme_table1_is_the_generated_one():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     assert mod.block((root / "README.md").read_text()) == (root / "docs" / "table1" / "table1.md").read_text().strip()
+
+
+def test_the_measured_sg_defaults_are_what_each_method_composes_to():
+    """The defaults the README's tables justify (config.py SG_OPTIONS): scale 0.1 and the lambda
+    target for on / aux / placebo, aux_weight 0.1 for aux only; the oracle and off keep SGConfig's."""
+    on, aux, placebo, oracle = (compose_full(f"sg={m}").sg for m in ("on", "aux", "placebo", "oracle"))
+    assert [(c.scale, str(c.target)) for c in (on, aux, placebo)] == [(0.1, "lambda")] * 3
+    assert (aux.aux_weight, on.aux_weight, oracle.scale) == (0.1, 1.0, 1.0)
