@@ -6,12 +6,16 @@
 # T=3 comes first in both queues (the data-efficiency figures), then T=2, 4, 5, then PTB.
 #   bash scripts/table1_grid.sh RUNS_DIR [PTB_DATA_DIR]      then: sgrnn report RUNS_DIR
 # Re-running it resumes the grid: finished cells are skipped, interrupted ones resume from their
-# checkpoints. Each queue logs to RUNS_DIR/queue-{copy,repeat-copy}.log.
+# checkpoints. Each queue logs to RUNS_DIR/queue-{copy,repeat-copy}.log. Across sessions (a new
+# machine, no runs folder): `python scripts/table1_cells.py save RUNS_DIR` keeps the finished
+# cells' summary.json in docs/table1/cells, which this script restores first.
 # The same cells as `sgrnn train -m experiment=NAME hydra/launcher=local` for each preset.
 set -euo pipefail
 out=${1:?RUNS_DIR}
 data=${2:-${SGRNN_DATA_DIR:-data/ptb}}
 mkdir -p "$out"
+# Cells an earlier session finished (their summary.json, committed in docs/table1/cells) are skipped.
+python "$(dirname "$0")/table1_cells.py" restore "$out"
 one=(hydra/launcher=local hydra.launcher.n_jobs=1 train.threads=1 train.progress=false hydra.sweep.dir="$out")
 queue() {  # queue TASK PTB_PRESETS...: the task's four presets, T=3 first, then the PTB cells given
   local task=$1 failed=0; shift

@@ -174,15 +174,48 @@ def test_an_unknown_preset_or_launcher_is_one_line_listing_the_valid_ones(tmp_pa
     assert not any(tmp_path.iterdir())  # nothing started
 
 
-def test_the_readme_table1_is_the_generated_one():
-    """README's Table 1 block is docs/table1/table1.md as `sgrnn report` wrote it (scripts/readme_table1.py)."""
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_script(name: str):
     import importlib.util
 
-    root = Path(__file__).resolve().parent.parent
-    spec = importlib.util.spec_from_file_location("readme_table1", root / "scripts" / "readme_table1.py")
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    assert mod.block((root / "README.md").read_text()) == (root / "docs" / "table1" / "table1.md").read_text().strip()
+    return mod
+
+
+def test_the_readme_table1_is_the_generated_one():
+    """README's Table 1 block is docs/table1/table1.md as `sgrnn report` wrote it (scripts/readme_table1.py)."""
+    mod = load_script("readme_table1")
+    assert mod.block((ROOT / "README.md").read_text()) == (ROOT / "docs" / "table1" / "table1.md").read_text().strip()
+
+
+def test_finished_cells_carry_to_a_new_runs_folder_and_a_relaunch_skips_them(tmp_path):
+    """table1_cells save keeps only finished cells' summary.json; restore fills a new runs folder
+    without replacing what it has; the same sweep then skips the restored cell."""
+    cells = load_script("table1_cells")
+    old, kept, new = tmp_path / "old", tmp_path / "kept", tmp_path / "new"
+    r = subprocess.run([sys.executable, "-m", "sgrnn.cli", "train", "-m", "T=2", "seed=0,1", "train.max_steps=6",
+                        "model.hidden_size=8", "device=cpu", f"hydra.sweep.dir={old}"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    write(old / "copy" / "unfinished", status="interrupted", task="copy", sg="off", T=2, seed=5)
+    assert cells.main(["save", str(old), str(kept)]) == 0
+    assert sorted(p.relative_to(kept).parts[1] for p in kept.rglob("summary.json")) == [
+        "sg=off,T=2,seed=0,model.hidden_size=8,train.max_steps=6", "sg=off,T=2,seed=1,model.hidden_size=8,train.max_steps=6"]
+    assert not list(kept.rglob("checkpoint*.pt")) and not list(kept.rglob("events.*"))
+    write(new / "copy" / "sg=off,T=2,seed=1,model.hidden_size=8,train.max_steps=6", status="complete", task="copy",
+          sg="off", T=2, seed=1, marker=True)
+    assert cells.main(["restore", str(new), str(kept)]) == 0
+    assert json.loads((new / "copy" / "sg=off,T=2,seed=1,model.hidden_size=8,train.max_steps=6" / "summary.json")
+                      .read_text()).get("marker")  # not replaced
+    restored = new / "copy" / "sg=off,T=2,seed=0,model.hidden_size=8,train.max_steps=6"
+    before = (restored / "summary.json").read_text()
+    r = subprocess.run([sys.executable, "-m", "sgrnn.cli", "train", "-m", "T=2", "seed=0", "train.max_steps=6",
+                        "model.hidden_size=8", "device=cpu", f"hydra.sweep.dir={new}"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (restored / "summary.json").read_text() == before and not list(restored.glob("checkpoint*.pt"))
 
 
 def test_the_measured_sg_defaults_are_what_each_method_composes_to():
