@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import math
+import shlex
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Optional
@@ -264,13 +265,13 @@ def sweep_commands(runs: list[dict]) -> list[str]:
     for s in runs:
         if not s.get("command"):
             continue
-        words = s["command"].split()
+        words = shlex.split(s["command"])
         rest = tuple(w for w in words[2:] if not w.startswith(("T=", "seed=")))
         Ts, seeds = sweeps[rest]
         Ts.add(int(s["T"]))
         seeds.add(int(s["seed"]))
     join = lambda xs: ",".join(map(str, sorted(xs)))  # noqa: E731
-    return [f"sgrnn train -m {' '.join(rest)} T={join(Ts)} seed={join(seeds)}" for rest, (Ts, seeds) in
+    return [f"sgrnn train -m {shlex.join(rest)} T={join(Ts)} seed={join(seeds)}" for rest, (Ts, seeds) in
             sorted(sweeps.items())]
 
 
@@ -322,13 +323,15 @@ def report(runs_dir: str | Path, out: Optional[str | Path] = None) -> Path:
 
     pngs = plots(cells, out)
     n_done = sum(s.get("status") == "complete" for s in runs)
+    made = provenance(runs)
     lines = [f"# sgrnn report: {root}", "",
              f"{len(runs)} runs ({n_done} finished, {len(runs) - n_done} failed or unfinished), from their summary.json.", "",
-             "## Table 1", "", *table, "## How the runs were made", "", *provenance(runs), *cost_section(cells), *benefit_section(cells), *extrapolation_section(cells), *quality_section(cells),
+             "## Table 1", "", *table, "## How the runs were made", "", *made, *cost_section(cells),
+             *benefit_section(cells), *extrapolation_section(cells), *quality_section(cells),
              *warmup_section(cells), "## Plots", ""]
     lines += [f"![{p}]({p})" for p in pngs] or ["(matplotlib is not installed: pip install -e \".[plot]\")"]
     (out / "report.md").write_text("\n".join(lines) + "\n")
-    (out / "table1.md").write_text("\n".join(table + provenance(runs)) + "\n")
+    (out / "table1.md").write_text("\n".join(table + made) + "\n")
     return out
 
 
