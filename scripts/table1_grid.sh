@@ -3,7 +3,8 @@
 # (Copy and Repeat Copy x T=2..5 x BPTT, DNI, DNI + Aux, placebo; PTB BPTT T=8, 20, 40 and DNI,
 # DNI + Aux T=8; 3 seeds), as two queues of one cell at a time, one thread each, so that both
 # cores stay busy to the end (Copy on one, Repeat Copy on the other, PTB split between them).
-# T=3 comes first in both queues (the data-efficiency figures), then T=2, 4, 5, then PTB.
+# The cells the issue's targets compare come first: BPTT and DNI at T=3 (the data-efficiency
+# figures), then T=2, 4, 5; then PTB; then DNI + Aux and the placebo at T=3, 2, 4, 5.
 #   bash scripts/table1_grid.sh RUNS_DIR [PTB_DATA_DIR]      then: sgrnn report RUNS_DIR
 # Re-running it resumes the grid: finished cells are skipped, interrupted ones resume from their
 # checkpoints. Each queue logs to RUNS_DIR/queue-{copy,repeat-copy}.log. Across sessions (a new
@@ -17,14 +18,16 @@ mkdir -p "$out"
 # Cells an earlier session finished (their summary.json, committed in docs/table1/cells) are skipped.
 python "$(dirname "$0")/table1_cells.py" restore "$out"
 one=(hydra/launcher=local hydra.launcher.n_jobs=1 train.threads=1 train.progress=false hydra.sweep.dir="$out")
-queue() {  # queue TASK PTB_PRESETS...: the task's four presets, T=3 first, then the PTB cells given
+queue() {  # queue TASK PTB_PRESETS...: the task's BPTT and DNI cells, the PTB cells given, the rest
   local task=$1 failed=0; shift
-  local presets=$task-bptt,$task-dni,$task-dni-aux,$task-placebo
   for T in 3 2 4 5; do
-    sgrnn train -m experiment=$presets T=$T seed=0,1,2 "${one[@]}" || failed=1
+    sgrnn train -m experiment=$task-bptt,$task-dni T=$T seed=0,1,2 "${one[@]}" || failed=1
   done
   for spec in "$@"; do  # PRESET:T
     sgrnn train -m experiment=${spec%%:*} T=${spec##*:} seed=0,1,2 task.data_dir="$data" "${one[@]}" || failed=1
+  done
+  for T in 3 2 4 5; do
+    sgrnn train -m experiment=$task-dni-aux,$task-placebo T=$T seed=0,1,2 "${one[@]}" || failed=1
   done
   return $failed  # a failed cell does not stop the queue; the sweep's end lists it
 }
@@ -32,9 +35,9 @@ queue() {  # queue TASK PTB_PRESETS...: the task's four presets, T=3 first, then
 sgrnn train -m experiment=ptb-bptt T=8 seed=0 task.data_dir="$data" "${one[@]}" > "$out/queue-copy.log" 2>&1 &
 sgrnn train -m experiment=ptb-dni T=8 seed=0 task.data_dir="$data" "${one[@]}" > "$out/queue-repeat-copy.log" 2>&1 &
 wait
-queue copy ptb-bptt:8 ptb-bptt:20 ptb-dni:8 >> "$out/queue-copy.log" 2>&1 &
+queue copy ptb-bptt:8 ptb-bptt:20 ptb-dni-aux:8 >> "$out/queue-copy.log" 2>&1 &
 a=$!
-queue repeat-copy ptb-bptt:40 ptb-dni-aux:8 >> "$out/queue-repeat-copy.log" 2>&1 &
+queue repeat-copy ptb-dni:8 ptb-bptt:40 >> "$out/queue-repeat-copy.log" 2>&1 &
 b=$!
 status=0
 wait $a || status=1
