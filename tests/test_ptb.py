@@ -68,3 +68,17 @@ def test_corrupt_file_fails_its_checksum(ptb_dir, tmp_path):
     path.write_bytes(bytes(raw))
     with pytest.raises(UserError, match="SHA-256"):
         load_ptb(tmp_path)
+
+
+def test_held_out_draws_that_cannot_fit_fail_before_any_work(ptb_dir):
+    from sgrnn.tasks import make_task
+
+    gen = torch.Generator().manual_seed(0)
+    ok = make_config("task=ptb", f"task.data_dir={ptb_dir}", "task.val_symbols=100000", "diag.ceiling_batch=2048")
+    stream = make_task(ok, 8, torch.device("cpu"), gen)  # the whole validation text holds 2048 x 65
+    x, y, _ = stream.heldout(2048, 64, gen)
+    assert x.shape == y.shape == (64, 2048) and torch.equal(x[1:], y[:-1])
+    bad = make_config("task=ptb", f"task.data_dir={ptb_dir}", "diag.ceiling_batch=8000")
+    with pytest.raises(UserError, match=r"diag.ceiling_batch=8000 columns of diag.length=64 steps do not fit") as e:
+        make_task(bad, 8, torch.device("cpu"), gen)
+    assert "\n" not in str(e.value) and "at most 5,955 columns" in str(e.value)

@@ -78,5 +78,9 @@ def make_task(cfg, T: int, device: torch.device, generator: torch.Generator) -> 
     if cfg.task.name == "ptb":
         from sgrnn.tasks.ptb import PTBStream
 
-        return PTBStream(cfg.task, T, device)
+        stream = PTBStream(cfg.task, T, device)
+        if cfg.diag.every:  # the instruments' held-out draws must fit the validation text
+            stream.check_heldout(cfg.diag.batch_size, cfg.diag.length, "diag.batch_size")
+            stream.check_heldout(cfg.diag.ceiling_batch, cfg.diag.length, "diag.ceiling_batch")
+        return stream
     raise ValueError(f"unknown task {cfg.task.name!r}")

@@ -112,6 +112,7 @@ class PTBStream:
         self.input_size, self.output_size, self.vocab_size = cfg.embedding_size, len(self.vocab), len(self.vocab)
         self.newline = self.vocab.index("\n")
         self.valid, self.test = data["valid"], data["test"]
+        self.heldout_text = self.valid  # the instruments' held-out draws: the whole validation text
         if cfg.val_symbols:
             self.valid = self.valid[: cfg.val_symbols]
         self.train = columns(data["train"], cfg.batch_size).to(device)
@@ -147,9 +148,16 @@ class PTBStream:
         end = min(self.pos + steps, self.train.shape[0] - 1)
         return self.train[self.pos : end], self.train[self.pos + 1 : end + 1], None
 
+    def check_heldout(self, batch: int, length: int, what: str) -> None:
+        """Fail before any work if ``batch`` columns of ``length`` + 1 validation characters do not fit."""
+        if batch and self.heldout_text.numel() // batch < length + 2:
+            raise UserError(f"{what}={batch} columns of diag.length={length} steps do not fit the "
+                            f"{self.heldout_text.numel():,} validation characters: at most "
+                            f"{self.heldout_text.numel() // (length + 2):,} columns at this length")
+
     def heldout(self, batch: int, length: int, generator: torch.Generator):
         """``length`` steps of ``batch`` columns of the validation text, at a random offset."""
-        cols = columns(self.valid, batch)
+        cols = columns(self.heldout_text, batch)
         t = int(torch.randint(0, cols.shape[0] - length - 1, (1,), generator=generator, device=generator.device))
         cols = cols.to(self.device)
         return cols[t : t + length], cols[t + 1 : t + length + 1], None
