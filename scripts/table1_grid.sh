@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Table 1 at CPU scale (issue 14; README "Table 1"): every cell of the presets in conf/experiment
 # (Copy and Repeat Copy x T=2..5 x BPTT, DNI, DNI + Aux, placebo; PTB BPTT T=8, 20, 40 and DNI,
-# DNI + Aux T=8, and the oracle at T=8 as their ceiling; 3 seeds), as two queues of one cell at a
+# DNI + Aux T=8, the placebo at T=8, and the oracle at T=8 as their ceiling; 3 seeds), as two queues of one cell at a
 # time, one thread each, so that both cores stay busy to the end (Copy on one, Repeat Copy on the
 # other, PTB split between them).
 # The cells the issue's targets compare come first: BPTT and DNI at T=3 (the data-efficiency
@@ -36,7 +36,7 @@ queue() {  # queue TASK PTB_PRESETS...: the task's BPTT and DNI cells, the PTB c
 sgrnn train -m experiment=ptb-bptt T=8 seed=0 task.data_dir="$data" "${one[@]}" > "$out/queue-copy.log" 2>&1 &
 sgrnn train -m experiment=ptb-dni T=8 seed=0 task.data_dir="$data" "${one[@]}" > "$out/queue-repeat-copy.log" 2>&1 &
 wait
-queue copy ptb-bptt:8 ptb-bptt:20 ptb-dni-aux:8 >> "$out/queue-copy.log" 2>&1 &
+queue copy ptb-bptt:8 ptb-bptt:20 ptb-dni-aux:8 ptb-placebo:8 >> "$out/queue-copy.log" 2>&1 &
 a=$!
 queue repeat-copy ptb-dni:8 ptb-bptt:40 ptb-oracle:8 >> "$out/queue-repeat-copy.log" 2>&1 &
 b=$!
