@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Table 1 at CPU scale (issue 14; README "Table 1"): every cell of the presets in conf/experiment
 # (Copy and Repeat Copy x T=2..5 x BPTT, DNI, DNI + Aux, placebo; PTB BPTT T=8, 20, 40 and DNI,
-# DNI + Aux T=8, the placebo at T=8, and the oracle at T=8 as their ceiling; 3 seeds), as two queues of one cell at a
-# time, one thread each, so that both cores stay busy to the end (Copy on one, Repeat Copy on the
-# other, PTB split between them).
+# DNI + Aux, the placebo and the oracle (their ceiling) at T=8; 3 seeds), as two queues of one
+# cell at a time, one thread each, so that both cores stay busy to the end (Copy on one, Repeat
+# Copy on the other, PTB split between them).
 # The cells the issue's targets compare come first: BPTT and DNI at T=3 (the data-efficiency
 # figures), then T=2, 4, 5; then PTB; then DNI + Aux and the placebo at T=3, 2, 4, 5.
 #   bash scripts/table1_grid.sh RUNS_DIR [PTB_DATA_DIR]      then: sgrnn report RUNS_DIR
