@@ -6,18 +6,24 @@
 # Copy on the other, PTB split between them).
 # The cells the issue's targets compare come first: BPTT and DNI at T=3 (the data-efficiency
 # figures), then T=2, 4, 5; then PTB; then DNI + Aux and the placebo at T=3, 2, 4, 5.
-#   bash scripts/table1_grid.sh RUNS_DIR [PTB_DATA_DIR]      then: sgrnn report RUNS_DIR
+#   bash scripts/table1_grid.sh [--fresh] RUNS_DIR [PTB_DATA_DIR]      then: sgrnn report RUNS_DIR
+# The committed cells (docs/table1/cells, all 117 since 2026-12-02) are restored first, so without
+# --fresh a new runs folder has nothing left to run: --fresh skips the restore and re-measures
+# every cell (about 5.5 hours on 2 cores).
 # Re-running it resumes the grid: finished cells are skipped, interrupted ones resume from their
 # checkpoints. Each queue logs to RUNS_DIR/queue-{copy,repeat-copy}.log. Across sessions (a new
 # machine, no runs folder): `python scripts/table1_cells.py save RUNS_DIR` keeps the finished
 # cells' summary.json in docs/table1/cells, which this script restores first.
 # The same cells as `sgrnn train -m experiment=NAME hydra/launcher=local` for each preset.
 set -euo pipefail
-out=${1:?RUNS_DIR}
+restore=1
+if [[ ${1:-} == --fresh ]]; then restore=0; shift; fi
+if [[ ${1:-} == -* ]]; then echo "table1_grid.sh: unknown option $1 (usage: table1_grid.sh [--fresh] RUNS_DIR [PTB_DATA_DIR])" >&2; exit 2; fi
+out=${1:?usage: table1_grid.sh [--fresh] RUNS_DIR [PTB_DATA_DIR]}
 data=${2:-${SGRNN_DATA_DIR:-data/ptb}}
 mkdir -p "$out"
 # Cells an earlier session finished (their summary.json, committed in docs/table1/cells) are skipped.
-python "$(dirname "$0")/table1_cells.py" restore "$out"
+if (( restore )); then python "$(dirname "$0")/table1_cells.py" restore "$out"; fi
 one=(hydra/launcher=local hydra.launcher.n_jobs=1 train.threads=1 train.progress=false hydra.sweep.dir="$out")
 queue() {  # queue TASK PTB_PRESETS...: the task's BPTT and DNI cells, the PTB cells given, the rest
   local task=$1 failed=0; shift

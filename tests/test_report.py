@@ -192,6 +192,20 @@ def test_the_readme_table1_is_the_generated_one():
     assert mod.block((ROOT / "README.md").read_text()) == (ROOT / "docs" / "table1" / "table1.md").read_text().strip()
 
 
+def test_the_committed_table1_is_what_the_committed_cells_give():
+    """docs/table1/table1.md (and so README's block) is regenerated exactly from the finished cells'
+    summary.json in docs/table1/cells: every committed number traces to a committed run, and the
+    grid is complete (117 finished cells; none reads unfinished)."""
+    from sgrnn.report import provenance, table1
+    from sgrnn.runs import group, load_runs
+
+    runs = load_runs(ROOT / "docs" / "table1" / "cells")
+    assert len(runs) == 117 and all(s["status"] == "complete" for s in runs)
+    table, _ = table1(group(runs))
+    assert "\n".join(table + provenance(runs)) + "\n" == (ROOT / "docs" / "table1" / "table1.md").read_text()
+    assert "unfinished" not in "\n".join(table)
+
+
 def test_finished_cells_carry_to_a_new_runs_folder_and_a_relaunch_skips_them(tmp_path):
     """table1_cells save keeps only finished cells' summary.json; restore fills a new runs folder
     without replacing what it has; the same sweep then skips the restored cell."""
