@@ -13,38 +13,28 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
-from sgrnn.config import make_config
 from sgrnn.runs import method_of
 from sgrnn.sg import sg_quality
-from sgrnn.train import setup
+from sgrnn.train import reopened
 
 KEYS = ["sg_param_cos", "sg_param_cos_seq", "sg_param_norm_ratio", "sg_state_cos", "sg_target_cos", "sg_ceiling_cos", "sg_ceiling_cos_fit"]
 
 
 def measure(run_dir: Path, batch: int, fit: int, seed: int) -> dict | None:
-    ckpt = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
-    old = ckpt["config"]
+    old = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)["config"]
     if old["sg"]["name"] not in ("on", "aux", "placebo") or old["sg"].get("placement", "all") == "between-layers":
         return None
-    cfg = OmegaConf.merge(make_config(f"task={old['task']['name']}", f"sg={old['sg']['name']}"), old)
-    cfg.train.threads = 1
-    with tempfile.TemporaryDirectory() as tmp:
-        shutil.copy(run_dir / "checkpoint.pt", Path(tmp) / "checkpoint.pt")
-        run = setup(cfg, tmp)
-        g = torch.Generator().manual_seed(seed)
+    with reopened(run_dir) as run:
+        cfg, g = run.cfg, torch.Generator().manual_seed(seed)
         x, y, mask = run.task.heldout(batch, cfg.diag.length, g)
         q = sg_quality(run.sg, run.core, run.task.loss, x, y, mask, cfg.T, run.task.heldout(fit, cfg.diag.length, g))
-        run.log.close(run.step, "measured", run.task.summary(), status="measured")
-    return {k[5:]: v for k, v in q.items()} | {"N": run.task.curriculum.N, "step": run.step}
+        return {k[5:]: v for k, v in q.items()} | {"N": run.task.curriculum.N, "step": run.step}
 
 
 def main() -> None:

@@ -7,13 +7,16 @@ One parameter update per segment of T steps. ``train(cfg, run_dir)`` is the whol
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch.nn.utils import clip_grad_norm_
 
 from sgrnn import checkpoint
@@ -21,6 +24,7 @@ from sgrnn.config import check as validate
 from sgrnn.runtime import Interrupted, RunLock, Slot, hand_over, pick_device, stop_signals, usable_cores
 from sgrnn.model import LSTMCore
 from sgrnn.diag import diagnostics
+from sgrnn.errors import UserError
 from sgrnn.sg import Context, Method, future_gradients, make_method
 from sgrnn.tasks import make_task
 from sgrnn.tracking import RunLog
@@ -72,6 +76,28 @@ def setup(cfg: DictConfig, run_dir: str | Path, slot: Slot = Slot()) -> Run:
         checkpoint.restore(run, ckpt)
         log.info("resuming from step %d (checkpoint in %s)", run.step, run_dir)
     return run
+
+
+@contextmanager
+def reopened(run_dir: str | Path) -> Iterator[Run]:
+    """A run rebuilt from its last checkpoint, to measure it, read-only: the checkpoint is copied to
+    a temporary folder, which the rebuilt run's log writes to and which goes at the end."""
+    from sgrnn.config import make_config
+
+    ckpt = Path(run_dir) / checkpoint.LATEST
+    if not ckpt.is_file():
+        raise UserError(f"no {checkpoint.LATEST} in {run_dir}: nothing to measure")
+    old = torch.load(ckpt, map_location="cpu", weights_only=False)["config"]
+    cfg = OmegaConf.merge(make_config(f"task={old['task']['name']}", f"sg={old['sg']['name']}"), old)
+    # On this machine's CPU, whatever the run was made on (a measurement, not a continuation).
+    cfg.train.threads, cfg.device, cfg.train.resume = 1, "cpu", "force"
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy(ckpt, Path(tmp) / checkpoint.LATEST)
+        run = setup(cfg, tmp)
+        try:
+            yield run
+        finally:
+            run.log.close(run.step, "measured", run.task.summary(), status="measured")
 
 
 def update(run: Run) -> None:

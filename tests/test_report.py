@@ -238,3 +238,24 @@ def test_the_measured_sg_defaults_are_what_each_method_composes_to():
     on, aux, placebo, oracle = (compose_full(f"sg={m}").sg for m in ("on", "aux", "placebo", "oracle"))
     assert [(c.scale, str(c.target)) for c in (on, aux, placebo)] == [(0.1, "lambda")] * 3
     assert (aux.aux_weight, on.aux_weight, oracle.scale) == (0.1, 1.0, 1.0)
+
+
+def test_output_errors_locates_each_output_against_the_truncation_segments(tmp_path, capsys):
+    """scripts/output_errors.py rebuilds a finished Copy run read-only and gives each output step
+    its input's step and whether both lie in one segment of T steps from the episode's start."""
+    from sgrnn.config import make_config
+    from sgrnn.train import reopened, train
+
+    mod = load_script("output_errors")
+    train(make_config("task=copy", "T=4", "train.max_steps=4", "model.hidden_size=8", "device=cpu"), tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with reopened(tmp_path) as run:
+        r = mod.output_errors(run, episodes=16, N=2)
+        r5 = mod.output_errors(run, episodes=16, N=5)
+    # N=2: inputs at t=0, 1, delimiter at 2, outputs at 3, 4; segments [0-3], [4-7]
+    assert [(s["t"], s["input"], s["same_segment"]) for s in r["steps"]] == [(3, 0, True), (4, 1, False)]
+    assert [s["same_segment"] for s in r5["steps"]] == [False] * 5  # distance 6 > T: all cross
+    assert all(0 <= s["wrong_bits"] <= 8 for s in r["steps"] + r5["steps"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # read-only
+    assert mod.main([str(tmp_path), "--episodes", "8", "--N", "2"]) == 0 and "| 3 | 0 | same |" in capsys.readouterr().out
+    assert mod.main([str(tmp_path / "nothing")]) == 2

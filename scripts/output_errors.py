@@ -1,0 +1,75 @@
+"""Where a Copy or Repeat Copy run fails: wrong bits per sequence at each output step, and whether
+the input that step reproduces lies in the same truncation segment (a gradient path to it) or in
+an earlier one (none, for truncated BPTT). Each run is rebuilt from its last checkpoint
+(read-only) and run on fresh episodes at its curriculum's current length (where it stopped), from
+a reset state, as in training.
+
+    python scripts/output_errors.py RUN_DIR [RUN_DIR ...] [--episodes 1024] [--N N] [--R R]
+
+Prints one line per run and a table: each output step (t), its input's step, their segments, and
+the error there, beside the curriculum's threshold (wrong bits per sequence, summed over steps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from sgrnn.errors import UserError
+from sgrnn.train import reopened
+
+
+@torch.no_grad()
+def output_errors(run, episodes: int, N: int | None = None, R: int | None = None, seed: int = 12345) -> dict:
+    """Per scored step of one episode at (N, R) (default: the curriculum's current length):
+    input step, same segment or not, mean wrong bits per sequence."""
+    stream, T = run.task, run.cfg.T
+    if not hasattr(stream, "curriculum"):
+        raise UserError(f"{run.cfg.task.name} has no output steps to locate: Copy and Repeat Copy only")
+    N, R = N or stream.curriculum.N, R or stream.curriculum.R
+    ep = stream.task.sample(N, R, episodes, torch.Generator().manual_seed(seed), "cpu")
+    logits, _ = run.core(ep.x, run.core.zero_state(episodes, "cpu"))
+    wrong = ((logits > 0).float() != ep.y).float().sum(-1).mean(-1)  # [L]: wrong bits per sequence
+    dist = stream.task.distances(N, R if stream.task.repeat else 1)
+    steps = [{"t": t, "input": t - d, "same_segment": t // T == (t - d) // T, "wrong_bits": wrong[t].item()}
+             for t, d in enumerate(dist.tolist()) if d > 0]
+    return {"N": N, "R": R, "T": T, "threshold": stream.curriculum.threshold, "steps": steps}
+
+
+def line(name: str, r: dict) -> str:
+    def total(same: bool) -> str:
+        v = [s["wrong_bits"] for s in r["steps"] if s["same_segment"] == same]
+        return f"{sum(v):.2f} over {len(v)} steps" if v else "none"
+    return (f"{name} N={r['N']} R={r['R']}: wrong bits per sequence, outputs whose input is in the same "
+            f"segment {total(True)}; in an earlier segment {total(False)} (threshold {r['threshold']:.2f})")
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dirs", nargs="+", help="run folders with a checkpoint.pt (Copy or Repeat Copy)")
+    p.add_argument("--episodes", type=int, default=1024, help="fresh episodes measured")
+    p.add_argument("--N", type=int, default=None, help="episode length N (default: the run's current)")
+    p.add_argument("--R", type=int, default=None, help="repeats R (Repeat Copy; default: the run's current)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    try:
+        for run_dir in args.run_dirs:
+            with reopened(run_dir) as run:
+                r = output_errors(run, args.episodes, args.N, args.R)
+                name = f"{run.cfg.task.name} {Path(run_dir).name}"
+            print(line(name, r))
+            print("| t | input t | segments (T=%d) | wrong bits per sequence |\n|---|---|---|---|" % r["T"])
+            for s in r["steps"]:
+                where = "same" if s["same_segment"] else f"{s['input'] // r['T']} -> {s['t'] // r['T']}"
+                print(f"| {s['t']} | {s['input']} | {where} | {s['wrong_bits']:.3f} |")
+    except UserError as e:
+        print(f"output_errors: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
