@@ -6,19 +6,23 @@ a reset state, as in training.
 
     python scripts/output_errors.py RUN_DIR [RUN_DIR ...] [--episodes 1024] [--N N] [--R R]
 
-Prints one line per run and a table: each output step (t), its input's step, their segments, and
-the error there, beside the curriculum's threshold (wrong bits per sequence, summed over steps).
+Prints one line per run (its error summed over the outputs whose input is in the same segment, and
+over the rest, beside the curriculum's threshold), then a table for each task, method, T and
+length: each output step (t), its input's step, their segments, and the wrong bits per sequence
+there, median [min-max] over the runs given (seeds).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections import defaultdict
 from pathlib import Path
 
 import torch
 
 from sgrnn.errors import UserError
+from sgrnn.runs import median, method_of
 from sgrnn.train import reopened
 
 
@@ -47,6 +51,18 @@ def line(name: str, r: dict) -> str:
             f"segment {total(True)}; in an earlier segment {total(False)} (threshold {r['threshold']:.2f})")
 
 
+def table(key: tuple, results: list[dict]) -> list[str]:
+    """One row per output step: its input, the segments, wrong bits median [min-max] over runs."""
+    task, method, T, N, R = key
+    rows = [f"{task}, {method}, T={T}, N={N}, R={R} ({len(results)} runs): wrong bits per sequence, median [min-max]",
+            "", f"| t | input t | segments (T={T}) | wrong bits per sequence |", "|---|---|---|---|"]
+    for k, step in enumerate(results[0]["steps"]):
+        v = [r["steps"][k]["wrong_bits"] for r in results]
+        where = "same" if step["same_segment"] else f"{step['input'] // T} -> {step['t'] // T}"
+        rows.append(f"| {step['t']} | {step['input']} | {where} | {median(v):.2f} [{min(v):.2f}-{max(v):.2f}] |")
+    return rows + [""]
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dirs", nargs="+", help="run folders with a checkpoint.pt (Copy or Repeat Copy)")
@@ -55,19 +71,21 @@ def main(argv: list[str]) -> int:
     p.add_argument("--R", type=int, default=None, help="repeats R (Repeat Copy; default: the run's current)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
+    groups = defaultdict(list)
     try:
         for run_dir in args.run_dirs:
             with reopened(run_dir) as run:
                 r = output_errors(run, args.episodes, args.N, args.R)
-                name = f"{run.cfg.task.name} {Path(run_dir).name}"
-            print(line(name, r))
-            print("| t | input t | segments (T=%d) | wrong bits per sequence |\n|---|---|---|---|" % r["T"])
-            for s in r["steps"]:
-                where = "same" if s["same_segment"] else f"{s['input'] // r['T']} -> {s['t'] // r['T']}"
-                print(f"| {s['t']} | {s['input']} | {where} | {s['wrong_bits']:.3f} |")
+                cfg = run.cfg
+            print(line(f"{cfg.task.name} {Path(run_dir).name}", r), flush=True)
+            method = method_of({"sg": cfg.sg.name, "dir": str(run_dir)})
+            groups[(cfg.task.name, method, cfg.T, r["N"], r["R"])].append(r)
     except UserError as e:
         print(f"output_errors: {e}", file=sys.stderr)
         return 2
+    print()
+    for key, results in sorted(groups.items()):
+        print("\n".join(table(key, results)))
     return 0
 
 
