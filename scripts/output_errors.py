@@ -6,15 +6,18 @@ a reset state, as in training.
 
     python scripts/output_errors.py RUN_DIR [RUN_DIR ...] [--episodes 1024] [--N N] [--R R]
 
-Prints one line per run (its error summed over the outputs whose input is in the same segment, and
-over the rest, beside the curriculum's threshold), then a table for each task, method, T and
+Prints one line per run (its error summed over the outputs whose input is in the same segment,
+and over the rest, beside the curriculum's threshold), then a table for each task, method, T and
 length: each output step (t), its input's step, their segments, and the wrong bits per sequence
-there, median [min-max] over the runs given (seeds).
+there, median [min-max] over the runs given (seeds). The runs are measured in the order given; a
+folder that cannot be measured (no checkpoint, not Copy or Repeat Copy, the continuous protocol)
+stops the script there with one line and exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -30,25 +33,31 @@ from sgrnn.train import reopened
 def output_errors(run, episodes: int, N: int | None = None, R: int | None = None, seed: int = 12345) -> dict:
     """Per scored step of one episode at (N, R) (default: the curriculum's current length):
     input step, same segment or not, mean wrong bits per sequence."""
-    stream, T = run.task, run.cfg.T
+    stream, T, task_cfg = run.task, run.cfg.T, run.cfg.task
     if not hasattr(stream, "curriculum"):
-        raise UserError(f"{run.cfg.task.name} has no output steps to locate: Copy and Repeat Copy only")
-    N, R = N or stream.curriculum.N, R or stream.curriculum.R
+        raise UserError(f"{task_cfg.name} has no output steps to locate: Copy and Repeat Copy only")
+    if task_cfg.get("protocol", "episodic") != "episodic":
+        raise UserError(f"task.protocol={task_cfg.protocol}: segments do not start at each episode's start, "
+                        "so they cannot be located from T alone (episodic runs only)")
+    N = N or stream.curriculum.N
+    R = (R or stream.curriculum.R) if stream.task.repeat else 1
     ep = stream.task.sample(N, R, episodes, torch.Generator().manual_seed(seed), "cpu")
     logits, _ = run.core(ep.x, run.core.zero_state(episodes, "cpu"))
     wrong = ((logits > 0).float() != ep.y).float().sum(-1).mean(-1)  # [L]: wrong bits per sequence
     dist = stream.task.distances(N, R if stream.task.repeat else 1)
     steps = [{"t": t, "input": t - d, "same_segment": t // T == (t - d) // T, "wrong_bits": wrong[t].item()}
              for t, d in enumerate(dist.tolist()) if d > 0]
-    return {"N": N, "R": R, "T": T, "threshold": stream.curriculum.threshold, "steps": steps}
+    per_sequence = task_cfg.get("threshold_unit", "sequence") == "sequence"  # else another unit: not shown
+    return {"N": N, "R": R, "T": T, "threshold": stream.curriculum.threshold if per_sequence else None, "steps": steps}
 
 
 def line(name: str, r: dict) -> str:
     def total(same: bool) -> str:
         v = [s["wrong_bits"] for s in r["steps"] if s["same_segment"] == same]
         return f"{sum(v):.2f} over {len(v)} steps" if v else "none"
+    threshold = f" (threshold {r['threshold']:.2f})" if r["threshold"] is not None else ""
     return (f"{name} N={r['N']} R={r['R']}: wrong bits per sequence, outputs whose input is in the same "
-            f"segment {total(True)}; in an earlier segment {total(False)} (threshold {r['threshold']:.2f})")
+            f"segment {total(True)}; in an earlier segment {total(False)}{threshold}")
 
 
 def table(key: tuple, results: list[dict]) -> list[str]:
@@ -78,7 +87,9 @@ def main(argv: list[str]) -> int:
                 r = output_errors(run, args.episodes, args.N, args.R)
                 cfg = run.cfg
             print(line(f"{cfg.task.name} {Path(run_dir).name}", r), flush=True)
-            method = method_of({"sg": cfg.sg.name, "dir": str(run_dir)})
+            summary = Path(run_dir) / "summary.json"  # placement, warm-up, layers: the method's full name
+            s = json.loads(summary.read_text()) if summary.is_file() else {"sg": cfg.sg.name}
+            method = method_of({**s, "dir": str(run_dir)})
             groups[(cfg.task.name, method, cfg.T, r["N"], r["R"])].append(r)
     except UserError as e:
         print(f"output_errors: {e}", file=sys.stderr)

@@ -1,8 +1,9 @@
-"""SG quality of finished runs, from their last checkpoints: every run folder under RUNS_DIR
-whose method has an M (sg=on, aux, placebo) is loaded (read-only: it is copied to a temporary
-folder first) and measured on fresh held-out episodes at its final curriculum length with the
-instruments of ``sgrnn.sg.quality`` (parameter-space cosine, its sequence-specific part, state
-cosine, target cosine, linear ceiling). For runs made before those instruments existed.
+"""SG quality of finished runs, from their last checkpoints: every Copy or Repeat Copy run folder
+under RUNS_DIR whose method has an M (sg=on, aux, placebo) is rebuilt read-only on this machine's
+CPU (``sgrnn.train.reopened``) and measured on fresh held-out episodes at its final curriculum
+length with the instruments of ``sgrnn.sg.quality`` (parameter-space cosine, its
+sequence-specific part, state cosine, target cosine, linear ceiling). For runs made before those
+instruments existed.
 
     python scripts/quality_of_runs.py studies/defaults [--batch 256] [--fit 8192] [--out FILE.json]
 
@@ -27,11 +28,10 @@ KEYS = ["sg_param_cos", "sg_param_cos_seq", "sg_param_norm_ratio", "sg_state_cos
 
 
 def measure(run_dir: Path, batch: int, fit: int, seed: int) -> dict | None:
-    old = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)["config"]
-    if old["sg"]["name"] not in ("on", "aux", "placebo") or old["sg"].get("placement", "all") == "between-layers":
-        return None
     with reopened(run_dir) as run:
         cfg, g = run.cfg, torch.Generator().manual_seed(seed)
+        if cfg.sg.name not in ("on", "aux", "placebo") or cfg.sg.placement == "between-layers" or cfg.task.name == "ptb":
+            return None
         x, y, mask = run.task.heldout(batch, cfg.diag.length, g)
         q = sg_quality(run.sg, run.core, run.task.loss, x, y, mask, cfg.T, run.task.heldout(fit, cfg.diag.length, g))
         return {k[5:]: v for k, v in q.items()} | {"N": run.task.curriculum.N, "step": run.step}

@@ -8,18 +8,27 @@
 # figures), then T=2, 4, 5; then PTB; then DNI + Aux and the placebo at T=3, 2, 4, 5.
 #   bash scripts/table1_grid.sh [--fresh] RUNS_DIR [PTB_DATA_DIR]      then: sgrnn report RUNS_DIR
 # The committed cells (docs/table1/cells, all 117 since 2026-12-02) are restored first, so without
-# --fresh a new runs folder has nothing left to run: --fresh skips the restore and re-measures
-# every cell (about 5.5 hours on 2 cores).
+# --fresh a new runs folder has nothing left to run. --fresh skips the restore: in a new (or empty)
+# RUNS_DIR it re-measures every cell (11 cell-hours: about 5.5 hours on 2 cores); cells RUNS_DIR
+# already has finished are still skipped.
 # Re-running it resumes the grid: finished cells are skipped, interrupted ones resume from their
 # checkpoints. Each queue logs to RUNS_DIR/queue-{copy,repeat-copy}.log. Across sessions (a new
 # machine, no runs folder): `python scripts/table1_cells.py save RUNS_DIR` keeps the finished
 # cells' summary.json in docs/table1/cells, which this script restores first.
 # The same cells as `sgrnn train -m experiment=NAME hydra/launcher=local` for each preset.
 set -euo pipefail
-restore=1
-if [[ ${1:-} == --fresh ]]; then restore=0; shift; fi
-if [[ ${1:-} == -* ]]; then echo "table1_grid.sh: unknown option $1 (usage: table1_grid.sh [--fresh] RUNS_DIR [PTB_DATA_DIR])" >&2; exit 2; fi
-out=${1:?usage: table1_grid.sh [--fresh] RUNS_DIR [PTB_DATA_DIR]}
+usage="usage: table1_grid.sh [--fresh] RUNS_DIR [PTB_DATA_DIR]"
+restore=1 args=()
+for a in "$@"; do
+  case $a in
+    --fresh) restore=0 ;;
+    -*) echo "table1_grid.sh: unknown option $a ($usage)" >&2; exit 2 ;;
+    *) args+=("$a") ;;
+  esac
+done
+if (( ${#args[@]} < 1 || ${#args[@]} > 2 )); then echo "table1_grid.sh: $usage" >&2; exit 2; fi
+set -- "${args[@]}"
+out=$1
 data=${2:-${SGRNN_DATA_DIR:-data/ptb}}
 mkdir -p "$out"
 # Cells an earlier session finished (their summary.json, committed in docs/table1/cells) are skipped.

@@ -80,19 +80,23 @@ def setup(cfg: DictConfig, run_dir: str | Path, slot: Slot = Slot()) -> Run:
 
 @contextmanager
 def reopened(run_dir: str | Path) -> Iterator[Run]:
-    """A run rebuilt from its last checkpoint, to measure it, read-only: the checkpoint is copied to
-    a temporary folder, which the rebuilt run's log writes to and which goes at the end."""
+    """A run rebuilt from its last readable checkpoint, to measure it, read-only: the checkpoints
+    are copied to a temporary folder, which the rebuilt run's log writes to and which goes at the
+    end. It runs on this machine's CPU, one thread, whatever it was made on (``train.resume=force``:
+    a measurement, not a continuation)."""
     from sgrnn.config import make_config
 
-    ckpt = Path(run_dir) / checkpoint.LATEST
-    if not ckpt.is_file():
+    folder = Path(run_dir)
+    ckpt = checkpoint.load(folder) if folder.is_dir() else None  # a corrupt one: UserError, or the previous
+    if ckpt is None:
         raise UserError(f"no {checkpoint.LATEST} in {run_dir}: nothing to measure")
-    old = torch.load(ckpt, map_location="cpu", weights_only=False)["config"]
+    old = ckpt["config"]
     cfg = OmegaConf.merge(make_config(f"task={old['task']['name']}", f"sg={old['sg']['name']}"), old)
-    # On this machine's CPU, whatever the run was made on (a measurement, not a continuation).
     cfg.train.threads, cfg.device, cfg.train.resume = 1, "cpu", "force"
     with tempfile.TemporaryDirectory() as tmp:
-        shutil.copy(ckpt, Path(tmp) / checkpoint.LATEST)
+        for name in (checkpoint.LATEST, checkpoint.PREVIOUS):
+            if (folder / name).exists():
+                shutil.copy(folder / name, Path(tmp) / name)
         run = setup(cfg, tmp)
         try:
             yield run

@@ -193,17 +193,23 @@ def test_the_readme_table1_is_the_generated_one():
 
 
 def test_the_committed_table1_is_what_the_committed_cells_give():
-    """docs/table1/table1.md (and so README's block) is regenerated exactly from the finished cells'
-    summary.json in docs/table1/cells: every committed number traces to a committed run, and the
-    grid is complete (117 finished cells; none reads unfinished)."""
+    """docs/table1/table1.md (and so README's block) and table1.csv are regenerated exactly from the
+    finished cells' summary.json in docs/table1/cells: every number in them traces to a committed
+    run, and the grid is complete (117 finished cells)."""
+    import io
+
     from sgrnn.report import provenance, table1
     from sgrnn.runs import group, load_runs
 
     runs = load_runs(ROOT / "docs" / "table1" / "cells")
     assert len(runs) == 117 and all(s["status"] == "complete" for s in runs)
-    table, _ = table1(group(runs))
+    table, rows = table1(group(runs))
     assert "\n".join(table + provenance(runs)) + "\n" == (ROOT / "docs" / "table1" / "table1.md").read_text()
-    assert "unfinished" not in "\n".join(table)
+    out = io.StringIO(newline="")
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    assert out.getvalue().encode() == (ROOT / "docs" / "table1" / "table1.csv").read_bytes()
 
 
 def test_finished_cells_carry_to_a_new_runs_folder_and_a_relaunch_skips_them(tmp_path):
@@ -242,20 +248,35 @@ def test_the_measured_sg_defaults_are_what_each_method_composes_to():
 
 def test_output_errors_locates_each_output_against_the_truncation_segments(tmp_path, capsys):
     """scripts/output_errors.py rebuilds a finished Copy run read-only and gives each output step
-    its input's step and whether both lie in one segment of T steps from the episode's start."""
+    its input's step, whether both lie in one segment of T steps from the episode's start, and its
+    wrong bits per sequence."""
+    import hashlib
+
     from sgrnn.config import make_config
+    from sgrnn.errors import UserError
     from sgrnn.train import reopened, train
 
     mod = load_script("output_errors")
     train(make_config("task=copy", "T=4", "train.max_steps=4", "model.hidden_size=8", "device=cpu"), tmp_path)
-    before = sorted(p.name for p in tmp_path.iterdir())
+    files = lambda: {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.iterdir() if p.is_file()}
+    before = files()
     with reopened(tmp_path) as run:
         r = mod.output_errors(run, episodes=16, N=2)
         r5 = mod.output_errors(run, episodes=16, N=5)
+        # a readout that says 1 for every bit is wrong exactly on the target's zeros
+        with torch.no_grad():
+            run.core.readout.weight.zero_()
+            run.core.readout.bias.fill_(100.0)
+        ones = mod.output_errors(run, episodes=16, N=2, seed=7)
+        ep = run.task.task.sample(2, 1, 16, torch.Generator().manual_seed(7), "cpu")
+        zeros = (1 - ep.y).sum(-1).mean(-1)  # [L]
+        run.cfg.task.protocol = "continuous"
+        with pytest.raises(UserError, match="continuous"):
+            mod.output_errors(run, episodes=16)
     # N=2: inputs at t=0, 1, delimiter at 2, outputs at 3, 4; segments [0-3], [4-7]
     assert [(s["t"], s["input"], s["same_segment"]) for s in r["steps"]] == [(3, 0, True), (4, 1, False)]
     assert [s["same_segment"] for s in r5["steps"]] == [False] * 5  # distance 6 > T: all cross
-    assert all(0 <= s["wrong_bits"] <= 8 for s in r["steps"] + r5["steps"])
-    assert sorted(p.name for p in tmp_path.iterdir()) == before  # read-only
+    assert [s["wrong_bits"] for s in ones["steps"]] == pytest.approx(zeros[3:5].tolist())
     assert mod.main([str(tmp_path), "--episodes", "8", "--N", "2"]) == 0 and "| 3 | 0 | same |" in capsys.readouterr().out
+    assert files() == before  # read-only: no file of the run folder written
     assert mod.main([str(tmp_path / "nothing")]) == 2
