@@ -275,11 +275,15 @@ def test_two_processes_for_one_folder_one_trains_the_other_exits_2_touching_noth
 
 
 def test_the_lock_dies_with_a_killed_process_and_the_same_command_resumes(tmp_path):
-    args = [*RUN, "train.max_steps=200", f"hydra.run.dir={tmp_path}"]
+    # 600 steps (about 10 ms each here): the kill lands seconds before the end even when the test's
+    # own process is starved of CPU; with 200 a loaded machine once let the run finish first
+    args = [*RUN, "train.max_steps=600", f"hydra.run.dir={tmp_path}"]
     proc = cli(*args, wait=False)
     os.kill(wait_for_checkpoint(tmp_path, proc), signal.SIGKILL)
     proc.wait()
     assert (tmp_path / ".sgrnn.lock").exists()  # left behind, but no process holds it
+    summary = tmp_path / "summary.json"
+    assert not summary.exists() or json.loads(summary.read_text())["status"] != "complete"  # killed mid-run
     r = cli(*args)
     assert r.returncode == 0, r.stderr
     assert "resuming from step" in (tmp_path / "sgrnn.log").read_text()
