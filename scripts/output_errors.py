@@ -44,7 +44,7 @@ def output_errors(run, episodes: int, N: int | None = None, R: int | None = None
     ep = stream.task.sample(N, R, episodes, torch.Generator().manual_seed(seed), "cpu")
     logits, _ = run.core(ep.x, run.core.zero_state(episodes, "cpu"))
     wrong = ((logits > 0).float() != ep.y).float().sum(-1).mean(-1)  # [L]: wrong bits per sequence
-    dist = stream.task.distances(N, R if stream.task.repeat else 1)
+    dist = stream.task.distances(N, R)
     steps = [{"t": t, "input": t - d, "same_segment": t // T == (t - d) // T, "wrong_bits": wrong[t].item()}
              for t, d in enumerate(dist.tolist()) if d > 0]
     per_sequence = task_cfg.get("threshold_unit", "sequence") == "sequence"  # else another unit: not shown

@@ -27,11 +27,14 @@ from sgrnn.train import reopened
 KEYS = ["sg_param_cos", "sg_param_cos_seq", "sg_param_norm_ratio", "sg_state_cos", "sg_target_cos", "sg_ceiling_cos", "sg_ceiling_cos_fit"]
 
 
-def measure(run_dir: Path, batch: int, fit: int, seed: int) -> dict | None:
+def measurable(s: dict) -> bool:
+    """A Copy or Repeat Copy run, from its summary.json, whose method has an M at the top layer."""
+    return s["task"] != "ptb" and s["sg"] in ("on", "aux", "placebo") and s.get("sg_placement") != "between-layers"
+
+
+def measure(run_dir: Path, batch: int, fit: int, seed: int) -> dict:
     with reopened(run_dir) as run:
         cfg, g = run.cfg, torch.Generator().manual_seed(seed)
-        if cfg.sg.name not in ("on", "aux", "placebo") or cfg.sg.placement == "between-layers" or cfg.task.name == "ptb":
-            return None
         x, y, mask = run.task.heldout(batch, cfg.diag.length, g)
         q = sg_quality(run.sg, run.core, run.task.loss, x, y, mask, cfg.T, run.task.heldout(fit, cfg.diag.length, g))
         return {k[5:]: v for k, v in q.items()} | {"N": run.task.curriculum.N, "step": run.step}
@@ -50,11 +53,9 @@ def main() -> None:
     rows, cells = {}, defaultdict(list)
     for summary in sorted(root.rglob("summary.json")):
         s = json.loads(summary.read_text())
-        if s.get("status") != "complete" or not (summary.parent / "checkpoint.pt").exists():
+        if s.get("status") != "complete" or not measurable(s) or not (summary.parent / "checkpoint.pt").exists():
             continue
         q = measure(summary.parent, args.batch, args.fit, args.seed)
-        if q is None:
-            continue
         rows[str(summary.parent)] = q
         cells[(s["task"], method_of({**s, "dir": str(summary.parent)}), s["T"])].append(q)
         print(f"{summary.parent.name}: " + ", ".join(f"{k} {q[k]:.3f}" for k in KEYS if k in q), flush=True)

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.nn.utils import clip_grad_norm_
 
 from sgrnn import checkpoint
-from sgrnn.config import check as validate
+from sgrnn.config import check as validate, make_config
 from sgrnn.runtime import Interrupted, RunLock, Slot, hand_over, pick_device, stop_signals, usable_cores
 from sgrnn.model import LSTMCore
 from sgrnn.diag import diagnostics
@@ -84,8 +84,6 @@ def reopened(run_dir: str | Path) -> Iterator[Run]:
     are copied to a temporary folder, which the rebuilt run's log writes to and which goes at the
     end. It runs on this machine's CPU, one thread, whatever it was made on (``train.resume=force``:
     a measurement, not a continuation)."""
-    from sgrnn.config import make_config
-
     folder = Path(run_dir)
     ckpt = checkpoint.load(folder) if folder.is_dir() else None  # a corrupt one: UserError, or the previous
     if ckpt is None:
