@@ -73,10 +73,15 @@ class RunLog:
         self.dir = Path(run_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.cfg, self.device, self.task = cfg, device, task
-        # On resumption, events the interrupted run wrote after its checkpoint are dropped.
+        # On resumption, events the interrupted run wrote after its checkpoint are dropped; a run
+        # that starts over where one was killed before its first checkpoint drops all of them.
+        fresh = purge_step is None
+        if fresh and any(self.dir.glob("events.out.tfevents.*")):
+            purge_step = 0
         self.writer = SummaryWriter(str(self.dir), purge_step=purge_step)
-        self.writer.add_text("config", "```\n" + OmegaConf.to_yaml(cfg) + "\n```", 0)
-        if cfg.sg.name != "off":  # the SG scale factor is a choice the paper leaves open: make it visible
+        if fresh:  # written once, at step 0 (a resumed run has them already)
+            self.writer.add_text("config", "```\n" + OmegaConf.to_yaml(cfg) + "\n```", 0)
+        if cfg.sg.name != "off" and fresh:  # the SG scale factor the paper leaves open: visible
             self.writer.add_scalar("sg/scale", cfg.sg.scale, 0)
             self.writer.add_scalar("sg/scale_in_target", float(cfg.sg.scale_in_target), 0)
         self.every = cfg.train.log_every

@@ -55,12 +55,13 @@ class BoundarySG(Method):
         return list(self.model.parameters())
 
     def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "depth": {}}
+        return {"model": self.model.state_dict(), "depth": {}, "target": self.target.state_dict()}
 
     def load_state_dict(self, state) -> None:
         if state is not None and "depth" not in state:  # checkpoints of sgrnn before between-layers
             state = {"model": state}
         self.model.load_state_dict(state["model"])
+        self.target.load_state_dict(state.get("target", {}))  # none before the lambda target's was kept
 
     def start(self, state: torch.Tensor, first: bool) -> torch.Tensor:
         """A leaf requiring grad at every truncation boundary (its .grad becomes the target)."""

@@ -86,6 +86,12 @@ class Bootstrap:
     def __init__(self, cfg, ctx, cols: slice, gamma: float):
         self.cols = cols
 
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
     def targets(self, b: Boundary) -> list[tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]]:
         """(state, target, cached M(state) or None) to regress M on in this update."""
         if b.s_start.grad is None:
@@ -98,9 +104,19 @@ class LambdaTargets:
     """lambda-weighted targets over a window of ``sg.window`` segments (module docstring)."""
 
     def __init__(self, cfg, ctx, cols: slice, gamma: float):
-        self.core, self.loss, self.cols, self.gamma = ctx.core, ctx.loss, cols, gamma
+        self.core, self.loss, self.cols, self.gamma, self.ctx_device = ctx.core, ctx.loss, cols, gamma, ctx.device
         self.lam, self.K = float(cfg.lambda_), int(cfg.window)
         self.pending: list[Pending] = []  # this episode's segments whose start state awaits its target
+
+    def state_dict(self) -> dict:
+        """The pending segments: a resumed run completes the targets that were waiting at its
+        checkpoint, exactly as the uninterrupted run does."""
+        return {"pending": [{k: getattr(p, k) for k in Pending.__dataclass_fields__} for p in self.pending]}
+
+    def load_state_dict(self, state: dict) -> None:
+        device = self.ctx_device
+        self.pending = [Pending(**{k: None if v is None else v.to(device) for k, v in p.items()})
+                        for p in state.get("pending", [])]
 
     def targets(self, b: Boundary):
         if b.s_start.grad is None:  # an episode's first segment: its start state is no boundary

@@ -1,0 +1,160 @@
+"""Exact resume for every method and task: a run killed at any update and re-run from its folder
+ends with the same summary.json, parameters, optimiser state and TensorBoard scalars as the run
+that was never interrupted (wall times aside). The kill is in-process (an exception out of the
+loop right after an update, as SIGKILL leaves things: no checkpoint, no summary), so the kill
+points are exact; tests/test_robustness.py kills real processes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import sgrnn.tasks.ptb as ptb
+import sgrnn.train as trainer
+from sgrnn import checkpoint
+from sgrnn.config import make_config
+
+TINY = ["model.hidden_size=12", "train.log_every=4", "train.checkpoint_every=7", "train.threads=1", "device=cpu",
+        "diag.every=10", "diag.batch_size=4", "diag.probe_k=4"]
+COPY = ["task=copy", "T=2", "task.start_N=4", "task.batch_size=8"]  # episodes of 10 steps: 5 segments
+REPEAT = ["task=repeat-copy", "T=2", "task.start_N=3", "task.start_R=2", "task.batch_size=8"]
+PTB = ["task=ptb", "T=4", "task.batch_size=4", "task.embedding_size=8", "task.val_every=9", "task.val_symbols=300",
+       "task.eval_batch_size=8", "diag.length=8", "sg.oracle_lookahead=8"]
+STEPS = 45
+KILLS = (5, 10, 23, 24)  # before the first checkpoint; 3 after one (mid-episode); 2 after one; at once after resuming at 21
+
+METHODS = {
+    "off": ["sg=off"],
+    "on-lambda": ["sg=on"],
+    "on-bootstrap": ["sg=on", "sg.target=bootstrap"],
+    "on-lambda-window3": ["sg=on", "sg.window=3", "sg.lambda_=0.5"],
+    "on-undiscounted": ["sg=on", "sg.scale_in_target=false"],
+    "aux": ["sg=aux"],
+    "placebo": ["sg=placebo"],
+    "oracle": ["sg=oracle"],
+    "between-layers": ["sg=on", "sg.placement=between-layers", "model.num_layers=2"],
+}
+CASES = [(m, "copy") for m in METHODS] + [("on-lambda", "repeat-copy"), ("aux", "repeat-copy"),
+                                          ("on-lambda", "ptb"), ("oracle", "ptb"), ("off", "ptb")]
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def event_files_in_order(monkeypatch):
+    """TensorBoard reads a folder's event files in name order: time (seconds), host, pid, then a
+    per-process counter. Processes differ in time or pid; the in-process runs here share both,
+    so the counter is zero-padded to keep the writers' order (9 before 10)."""
+    from tensorboard.summary.writer import event_file_writer
+
+    count = iter(range(10**6))
+    monkeypatch.setattr(event_file_writer, "_global_uid", type("Uid", (), {"get": lambda self: f"{next(count):06d}"})())
+
+
+@pytest.fixture
+def tiny_ptb(tmp_path, monkeypatch) -> Path:
+    """A synthetic corpus in PTB's file format, accepted in place of the real files' checksums."""
+    gen = torch.Generator().manual_seed(0)
+    folder = tmp_path / "tiny-ptb"
+    folder.mkdir()
+    letters = "abcdefgh\n"
+    sums = {}
+    for split, n in (("train", 4000), ("valid", 600), ("test", 600)):
+        text = "".join(letters[i] for i in torch.randint(len(letters), (n,), generator=gen).tolist()) + letters
+        raw = "".join(f"{c} " for c in text).encode()
+        (folder / ptb.FILES[split]).write_bytes(raw)
+        sums[split] = hashlib.sha256(raw).hexdigest()
+    monkeypatch.setattr(ptb, "SHA256", sums)
+    return folder
+
+
+def overrides(method: str, task: str, data: Path | None) -> list[str]:
+    base = {"copy": COPY, "repeat-copy": REPEAT, "ptb": PTB}[task]
+    return [*base, *METHODS[method], *TINY, f"train.max_steps={STEPS}",
+            *([f"task.data_dir={data}"] if data else [])]
+
+
+def train_killed_at(cfg, folder: Path, at: int, monkeypatch) -> None:
+    """Train in ``folder`` until update ``at`` is done, then stop as a SIGKILL would."""
+    real = trainer.update
+    held = {}
+
+    def update(run):
+        real(run)
+        held["run"] = run
+        if run.step == at:
+            raise Killed
+
+    monkeypatch.setattr(trainer, "update", update)
+    with pytest.raises(Killed):
+        trainer.train(cfg, folder)
+    monkeypatch.setattr(trainer, "update", real)
+    held["run"].log.writer.close()  # (its events past the checkpoint are purged on resume)
+
+
+def comparable(summary: dict) -> dict:
+    out = {k: v for k, v in summary.items() if k not in ("wall_s", "cost")}
+    for key in ("solved_at", "valid_curve"):
+        if key in out:
+            out[key] = [{k: v for k, v in m.items() if k != "wall_s"} for m in out[key]]
+    return out
+
+
+def scalars(folder: Path) -> dict:
+    ea = EventAccumulator(str(folder), size_guidance={"scalars": 0})
+    ea.Reload()
+    return {tag: [(e.step, e.value) for e in ea.Scalars(tag)] for tag in ea.Tags()["scalars"]
+            if not tag.startswith("perf/steps_per_s")}
+
+
+def same_tensors(a, b, where: str = "") -> None:
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            same_tensors(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            same_tensors(x, y, f"{where}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    else:
+        assert a == b, where
+
+
+@pytest.mark.parametrize("method,task", CASES, ids=[f"{m}-{t}" for m, t in CASES])
+def test_a_run_killed_anywhere_resumes_to_exactly_the_uninterrupted_run(method, task, tmp_path, monkeypatch, request):
+    data = request.getfixturevalue("tiny_ptb") if task == "ptb" else None
+    cfg = make_config(*overrides(method, task, data))
+    full = trainer.train(cfg, tmp_path / "full")
+    for at in KILLS:
+        train_killed_at(cfg, tmp_path / "killed", at, monkeypatch)
+        assert not (tmp_path / "killed" / "summary.json").exists()
+    resumed = trainer.train(cfg, tmp_path / "killed")
+    assert resumed["steps"] == full["steps"] == STEPS
+    assert comparable(resumed) == comparable(full)
+    a = torch.load(tmp_path / "full" / checkpoint.LATEST, weights_only=False)
+    b = torch.load(tmp_path / "killed" / checkpoint.LATEST, weights_only=False)
+    for part in ("core", "sg", "opt", "rng", "task", "state"):
+        same_tensors(a[part], b[part], part)
+    assert scalars(tmp_path / "killed") == scalars(tmp_path / "full")
+
+
+def test_the_lambda_targets_waiting_at_a_checkpoint_are_in_it(tmp_path):
+    """What made resume inexact: the segments whose target was still pending were dropped."""
+    run = trainer.setup(make_config(*overrides("on-lambda", "copy", None), "sg.window=3"), tmp_path)
+    for _ in range(3):  # the episode's first segment, then two boundaries: both still pending
+        trainer.update(run)
+    assert len(run.sg.target.pending) == 2
+    trainer.save_checkpoint(run)
+    again = trainer.setup(make_config(*overrides("on-lambda", "copy", None), "sg.window=3"), tmp_path)
+    assert len(again.sg.target.pending) == 2
+    for p, q in zip(run.sg.target.pending, again.sg.target.pending):
+        same_tensors(vars(p), vars(q))
