@@ -84,6 +84,7 @@ def load(folder: Path) -> dict | None:
             continue
         if errors:
             log.warning("falling back to %s (step %d)", path, ckpt["step"])
+        ckpt["source"] = name  # which file it came from (not saved back)
         return ckpt
     if errors:
         raise UserError("; ".join(errors) + "; no readable checkpoint is left: delete the folder's checkpoint*.pt "
@@ -103,6 +104,15 @@ def config_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
             # (an option the old run predates ran as its default does: only another value is a change)
             out.append(f"{full}: {a} -> {b}")
     return out
+
+
+def set_aside_corrupt(folder: Path, ckpt: dict) -> None:
+    """After a fallback to the previous checkpoint, the corrupt newest one is renamed
+    (``checkpoint.pt.corrupt``): the next save must not rotate it over the good one."""
+    if ckpt.get("source") == PREVIOUS and (folder / LATEST).exists():
+        os.replace(folder / LATEST, folder / (LATEST + ".corrupt"))
+        log.warning("%s set aside as %s.corrupt; %s is kept until a newer checkpoint is written",
+                    folder / LATEST, LATEST, PREVIOUS)
 
 
 def restore(run, ckpt: dict) -> None:

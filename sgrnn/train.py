@@ -73,6 +73,7 @@ def setup(cfg: DictConfig, run_dir: str | Path, slot: Slot = Slot()) -> Run:
     diag_rng = torch.Generator(device).manual_seed(cfg.seed + 7919)
     run = Run(cfg, device, task, core, sg, torch.optim.Adam(groups, fused=True), run_log, diag_rng)
     if ckpt:
+        checkpoint.set_aside_corrupt(Path(run_dir), ckpt)
         checkpoint.restore(run, ckpt)
         log.info("resuming from step %d (checkpoint in %s)", run.step, run_dir)
     return run

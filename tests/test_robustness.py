@@ -132,6 +132,9 @@ def test_corrupt_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
     assert checkpoint.load(tmp_path)["step"] == 50
     assert "checkpoint.pt is corrupt" in caplog.text
     assert run_in_process(tmp_path, "train.max_steps=100")["steps"] == 100
+    # The save after the fallback never rotated the corrupt file over the good one.
+    assert torch.load(tmp_path / checkpoint.PREVIOUS, weights_only=False)["step"] == 50
+    assert (tmp_path / (checkpoint.LATEST + ".corrupt")).read_bytes() == b"not a checkpoint"
     (tmp_path / "summary.json").unlink()
     for name in (checkpoint.LATEST, checkpoint.PREVIOUS):
         (tmp_path / name).write_bytes(b"garbage")
