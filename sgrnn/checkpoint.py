@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sgrnn.config import schema_default
 
-from sgrnn.errors import UserError
+from sgrnn.errors import Refused, UserError
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ def resume_point(cfg: DictConfig, run_dir: Path) -> Optional[dict]:
     if ckpt and cfg.train.resume != "force":
         changes = config_changes(ckpt["config"], OmegaConf.to_container(cfg, resolve=True))
         if changes:
-            raise UserError(f"{run_dir} holds a run with another config ({'; '.join(changes)}); "
+            raise Refused(f"{run_dir} holds a run with another config ({'; '.join(changes)}); "
                             "use another hydra.run.dir, train.resume=force to continue it anyway, "
                             "or train.resume=restart to start over")
     return ckpt
@@ -152,11 +152,15 @@ def completed(cfg: DictConfig, run_dir: Path) -> Optional[dict]:
     path = run_dir / "summary.json"
     if cfg.train.resume == "restart" or not path.is_file():
         return None
-    summary = json.loads(path.read_text())
-    if summary.get("status") != "complete":
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        log.warning("%s is unreadable (%s): the run continues from its checkpoint, if any, and rewrites it", path, e)
+        return None
+    if not isinstance(summary, dict) or summary.get("status") != "complete" or not isinstance(summary.get("config"), dict):
         return None
     changes = config_changes(summary["config"], OmegaConf.to_container(cfg, resolve=True))
     if changes and cfg.train.resume != "force":
-        raise UserError(f"{run_dir} holds a finished run with another config ({'; '.join(changes)}); "
+        raise Refused(f"{run_dir} holds a finished run with another config ({'; '.join(changes)}); "
                         "use another hydra.run.dir, or train.resume=restart to replace it")
     return summary

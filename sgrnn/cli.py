@@ -18,7 +18,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from sgrnn.config import conf_dir, register_configs
-from sgrnn.errors import UserError
+from sgrnn.errors import Refused, UserError
 from sgrnn.tracking import atomic_write_json
 
 USAGE = """usage: sgrnn COMMAND [ARGS]
@@ -43,7 +43,7 @@ FAILED_LOG = "SGRNN_FAILED_CELLS"
 def train_app(cfg: DictConfig) -> Optional[float]:
     """One run (one cell of a sweep); returns its objective for a searching sweeper
     (hydra/sweeper=search): the length solved, or PTB's best validation BPC."""
-    from sgrnn.runtime import InUse, Interrupted
+    from sgrnn.runtime import Interrupted
     from sgrnn.train import train
 
     hydra_cfg = HydraConfig.get()
@@ -60,7 +60,7 @@ def train_app(cfg: DictConfig) -> Optional[float]:
         message = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
         if not isinstance(e, UserError):  # a bug in one cell of a sweep: its log keeps the traceback
             logging.getLogger("sgrnn").exception("cell failed")
-        if not isinstance(e, InUse):  # another process owns the folder: touch nothing
+        if not isinstance(e, Refused):  # another run's folder, or one another process trains: touch nothing
             write_failure(cfg, run_dir, message)
         print(f"sgrnn: error: {message}", file=sys.stderr)
         if not sweep:

@@ -7,3 +7,8 @@ HYDRA_FULL_ERROR=1 for the traceback). Anything else is a bug and keeps its trac
 
 class UserError(Exception):
     """Bad input: a config value, a missing or corrupt data file, an unavailable device."""
+
+
+class Refused(UserError):
+    """The run folder holds something this command must not touch (another run's config, a run
+    another process is training): the command stops having written nothing there."""

@@ -28,7 +28,7 @@ from typing import Optional
 import torch
 from filelock import FileLock, Timeout
 
-from sgrnn.errors import UserError
+from sgrnn.errors import Refused, UserError
 
 LOCK, LOCK_INFO = ".sgrnn.lock", ".sgrnn.lock.owner"
 
@@ -85,6 +85,23 @@ def cell_command() -> Optional[str]:
     return " ".join(["sgrnn train", *map(shlex.quote, HydraConfig.get().overrides.task)])
 
 
+def save_hydra_files(cfg, run_dir: Path) -> None:
+    """The run's ``.hydra/`` (config.yaml, hydra.yaml, overrides.yaml, as Hydra writes them), once
+    the command is accepted: Hydra's own writing is off (``hydra.output_subdir: null`` in
+    conf/config.yaml) so that a refused command cannot overwrite another run's."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    if not HydraConfig.initialized():
+        return
+    hydra_cfg = HydraConfig.get()
+    folder = Path(run_dir) / ".hydra"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, node in (("config.yaml", cfg), ("hydra.yaml", OmegaConf.create({"hydra": hydra_cfg})),
+                       ("overrides.yaml", OmegaConf.create(list(hydra_cfg.overrides.task)))):
+        OmegaConf.save(node, folder / name)
+
+
 def source_commit() -> Optional[str]:
     """The git commit of the sgrnn source that ran (None outside a git checkout), '+' if edited."""
     root = Path(__file__).resolve().parent.parent
@@ -100,7 +117,7 @@ def source_commit() -> Optional[str]:
     return (head + "+" * bool(dirty)) or None
 
 
-class InUse(UserError):
+class InUse(Refused):
     """The run folder is locked by another live process; nothing in it was touched."""
 
 
@@ -108,8 +125,9 @@ class RunLock:
     """``with RunLock(folder):`` holds an exclusive lock on ``folder`` or raises :class:`InUse`.
 
     The lock is ``flock`` on ``.sgrnn.lock`` (the kernel releases it when the process dies,
-    however it dies). Who holds it (pid, start time) is in ``.sgrnn.lock.owner``, written after
-    the lock is taken: filelock truncates the lock file itself when it tries to take it."""
+    however it dies). Who holds it (pid, start time) is in ``.sgrnn.lock.owner``, written by
+    :meth:`claim` once the command is accepted (a refused command leaves the last owner's line):
+    filelock truncates the lock file itself when it tries to take it."""
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
@@ -121,9 +139,12 @@ class RunLock:
             self.lock.acquire()
         except Timeout:
             raise InUse(f"{self.folder} is in use by another sgrnn process ({self.owner()})") from None
+        return self
+
+    def claim(self) -> None:
+        """Record this process as the folder's owner (after the command was accepted)."""
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
         (self.folder / LOCK_INFO).write_text(f"pid {os.getpid()}, since {since}\n")
-        return self
 
     def __exit__(self, *exc) -> None:
         self.lock.release()

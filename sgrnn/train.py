@@ -21,7 +21,8 @@ from torch.nn.utils import clip_grad_norm_
 
 from sgrnn import checkpoint
 from sgrnn.config import check as validate, make_config
-from sgrnn.runtime import Interrupted, RunLock, Slot, hand_over, pick_device, stop_signals, usable_cores
+from sgrnn.runtime import (Interrupted, RunLock, Slot, hand_over, pick_device, save_hydra_files, stop_signals,
+                            usable_cores)
 from sgrnn.model import LSTMCore
 from sgrnn.diag import diagnostics
 from sgrnn.errors import UserError
@@ -48,10 +49,12 @@ class Run:
     step: int = 0  # parameter updates done
 
 
-def setup(cfg: DictConfig, run_dir: str | Path, slot: Slot = Slot()) -> Run:
-    """Build a run; resume it from the run folder's checkpoint when there is one."""
+def setup(cfg: DictConfig, run_dir: str | Path, slot: Slot = Slot(), ckpt: Any = "find") -> Run:
+    """Build a run; resume it from the run folder's checkpoint when there is one (``ckpt``: the
+    one :func:`checkpoint.resume_point` accepted, when the caller looked already)."""
     validate(cfg)
-    ckpt = checkpoint.resume_point(cfg, Path(run_dir))
+    if ckpt == "find":
+        ckpt = checkpoint.resume_point(cfg, Path(run_dir))
     device = pick_device(cfg.device, slot)
     torch.set_num_threads(cfg.train.threads or max(1, usable_cores() // slot.jobs))
     torch.manual_seed(cfg.seed)
@@ -136,11 +139,17 @@ def train(cfg: DictConfig, run_dir: str | Path, slot: Slot = Slot()) -> dict:
     """The whole experiment; returns (and writes) summary.json. Re-running it in the same folder
     skips a finished run and resumes an unfinished one."""
     run_dir = Path(run_dir)
-    with RunLock(run_dir):  # a second process for this folder stops here, touching nothing
+    validate(cfg)
+    with RunLock(run_dir) as lock:  # a second process for this folder stops here, touching nothing
+        # A refusal (sgrnn.errors.Refused: another run's config is here) comes before any write.
         if (done := checkpoint.completed(cfg, run_dir)) is not None:
-            log.info("%s is complete already (%d updates); nothing to do", run_dir, done["steps"])
+            log.info("%s is complete already (%d updates at commit %s); nothing to do (train.resume=restart "
+                     "measures it again)", run_dir, done["steps"], done.get("commit"))
             return done
-        return train_locked(setup(cfg, run_dir, slot))
+        ckpt = checkpoint.resume_point(cfg, run_dir)
+        lock.claim()
+        save_hydra_files(cfg, run_dir)
+        return train_locked(setup(cfg, run_dir, slot, ckpt))
 
 
 def train_locked(run: Run) -> dict:

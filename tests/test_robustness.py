@@ -341,3 +341,40 @@ def test_under_submitit_the_signal_reaches_its_requeue_after_the_checkpoint(tmp_
     seen = (tmp_path / "requeued").read_text()
     assert "checkpoint.pt" in seen and "summary.json" in seen  # written before the handler ran
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "interrupted"
+
+
+def snapshot(folder: Path) -> dict:
+    """Every file in ``folder`` with its bytes and modification time (the flock file aside: taking
+    the lock to look is not a write)."""
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != ".sgrnn.lock"}
+
+
+@pytest.mark.parametrize("state", ["interrupted", "complete"])
+def test_a_refused_command_writes_nothing_in_the_folder(tmp_path, state):
+    """An sg=on run's folder, re-launched by mistake with sg=off: refused, and its summary.json,
+    .hydra/, log, checkpoints and events are exactly as they were."""
+    args = [*RUN, "train.max_steps=60", f"hydra.run.dir={tmp_path}"]
+    assert cli(*args).returncode == 0
+    if state == "interrupted":  # as a killed run leaves it: the checkpoint, an interrupted summary
+        s = json.loads((tmp_path / "summary.json").read_text())
+        (tmp_path / "summary.json").write_text(json.dumps({**s, "status": "interrupted"}))
+    before = snapshot(tmp_path)
+    assert (tmp_path / ".hydra" / "config.yaml").is_file() and "sg=on" in (tmp_path / ".hydra" / "overrides.yaml").read_text()
+    for wrong in (["sg=off"], ["optim.lr=0.001"]):
+        r = cli(*args, *wrong)
+        assert r.returncode == 2 and "holds a" in r.stderr and "another config" in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+        assert snapshot(tmp_path) == before
+    r = cli(*args)  # the right command is accepted
+    assert r.returncode == 0
+
+
+def test_an_unreadable_summary_is_rebuilt_from_the_checkpoint(tmp_path):
+    run_in_process(tmp_path, "train.max_steps=60")
+    good = json.loads((tmp_path / "summary.json").read_text())
+    for junk in ('{"status": "comp', '"a JSON string"', "[1, 2]"):
+        (tmp_path / "summary.json").write_text(junk)
+        s = run_in_process(tmp_path, "train.max_steps=60")
+        assert s["status"] == "complete" and s["steps"] == 60 and s["max_solved"] == good["max_solved"]
+        assert json.loads((tmp_path / "summary.json").read_text())["status"] == "complete"
