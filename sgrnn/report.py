@@ -309,11 +309,21 @@ def report(runs_dir: str | Path, out: Optional[str | Path] = None) -> Path:
     if not root.is_dir():
         raise UserError(f"no runs folder {root}")
     out = Path(out) if out else root / "report"
-    runs = [s for s in load_runs(root) if not Path(s["dir"]).is_relative_to(out)]
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder")
+    problems: list = []
+    runs = [s for s in load_runs(root, problems) if not Path(s["dir"]).is_relative_to(out)]
     if not runs:
-        raise UserError(f"no summary.json under {root}: nothing to report")
+        raise UserError(f"no readable summary.json under {root}: nothing to report"
+                        + (f" ({len(problems)} folders could not be read: {problems[0][0]}: {problems[0][1]}, ...)"
+                           if problems else ""))
     cells = group(runs)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / ".write-test").touch()
+        (out / ".write-test").unlink()
+    except OSError as e:
+        raise UserError(f"cannot write the report in {out}: {e.strerror or e}") from None
     table, rows = table1(cells)
     with open(out / "table1.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -324,8 +334,11 @@ def report(runs_dir: str | Path, out: Optional[str | Path] = None) -> Path:
     pngs = plots(cells, out)
     n_done = sum(s.get("status") == "complete" for s in runs)
     made = provenance(runs)
-    lines = [f"# sgrnn report: {root}", "",
-             f"{len(runs)} runs ({n_done} finished, {len(runs) - n_done} failed or unfinished), from their summary.json.", "",
+    skipped = [f"- `{Path(folder).relative_to(root)}`: {what}" for folder, what in problems]
+    lines = [f"# sgrnn report: {root.name}", "",
+             f"{len(runs)} runs ({n_done} finished, {len(runs) - n_done} failed or unfinished), from their summary.json"
+             + (f"; {len(problems)} more folders not read (listed below)." if problems else "."), "",
+             *(["Folders not read:", "", *skipped, ""] if skipped else []),
              "## Table 1", "", *table, "## How the runs were made", "", *made, *cost_section(cells),
              *benefit_section(cells), *extrapolation_section(cells), *quality_section(cells),
              *warmup_section(cells), "## Plots", ""]

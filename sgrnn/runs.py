@@ -17,16 +17,27 @@ TASKS = {"copy": "Copy", "repeat-copy": "Repeat Copy", "ptb": "Penn Treebank"}
 # length modelled for Copy / Repeat Copy; PTB test BPC from the paper's learning-curve figure.
 
 
-def load_runs(root: Path) -> list[dict]:
-    """Every summary.json under ``root`` (the report's own folder excluded), with its folder."""
-    runs = []
+def load_runs(root: Path, problems: Optional[list] = None) -> list[dict]:
+    """Every summary.json under ``root``, with its folder. Folders that cannot be read as a run
+    go to ``problems`` as (folder, what is wrong): an unreadable summary.json, or checkpoints
+    with no summary (a run killed before it wrote one, or still training)."""
+    runs, seen = [], set()
     for path in sorted(root.rglob("summary.json")):
+        seen.add(path.parent)
         try:
             s = json.loads(path.read_text())
+            if not isinstance(s, dict) or not isinstance(s.get("task"), str) or not isinstance(s.get("T"), int):
+                raise ValueError("not an sgrnn summary")
         except (OSError, ValueError) as e:
-            s = {"status": "failed", "error": f"unreadable summary.json ({e})"}
-        if "task" in s and "T" in s:
-            runs.append({**s, "dir": str(path.parent)})
+            if problems is not None:
+                problems.append((str(path.parent), f"unreadable summary.json ({str(e)[:80]})"))
+            continue
+        runs.append({**s, "dir": str(path.parent)})
+    if problems is not None:
+        for ckpt in sorted(root.rglob("checkpoint*.pt")):
+            if ckpt.parent not in seen:
+                seen.add(ckpt.parent)
+                problems.append((str(ckpt.parent), "checkpoints but no summary.json (killed, or still training)"))
     return runs
 
 
@@ -80,11 +91,44 @@ def result(s: dict) -> Optional[float]:
     return s.get("max_solved", {}).get("length")
 
 
+# Config keys that never make runs of one cell differ: the seed, and presentation and resume
+# settings (sgrnn.checkpoint.RESUMABLE_CHANGES less the budgets, which do make a difference).
+NOT_A_DIFFERENCE = {"seed", "device", "task.data_dir", "train.progress", "train.threads", "train.resume",
+                    "train.log_every", "train.checkpoint_every"}
+
+
+def flat_config(s: dict) -> dict:
+    """A run's config as {dotted key: value}, less the keys in NOT_A_DIFFERENCE."""
+    out = {}
+
+    def walk(node, prefix):
+        for k, v in node.items():
+            if isinstance(v, dict):
+                walk(v, f"{prefix}{k}.")
+            elif f"{prefix}{k}" not in NOT_A_DIFFERENCE:
+                out[f"{prefix}{k}"] = v
+    walk(s.get("config") or {}, "")
+    return out
+
+
 def group(runs: list[dict]) -> dict:
-    """{(task, method): {T: [summaries]}}"""
-    cells: dict = defaultdict(lambda: defaultdict(list))
+    """{(task, method): {T: [summaries]}}. Runs that share task, method and T but whose configs
+    differ other than in the seed (another budget, a lever set without a folder name) are never
+    pooled: each kind gets its own method label, naming the keys that differ."""
+    first: dict = defaultdict(list)
     for s in runs:
-        cells[(s["task"], method_of(s))][s["T"]].append(s)
+        first[(s["task"], method_of(s), s["T"])].append(s)
+    cells: dict = defaultdict(lambda: defaultdict(list))
+    for (task, method, T), members in first.items():
+        flats = [flat_config(s) for s in members]
+        keys = sorted({k for f in flats for k in f} - {k for k in flats[0] if all(f.get(k, None) == flats[0][k]
+                                                                                   and k in f for f in flats)})
+        for s, f in zip(members, flats):
+            label = method
+            if keys:
+                extra = ", ".join(f"{k}={f.get(k, '-')}" for k in keys)
+                label = method[:-1] + f", {extra})" if method.endswith(")") else f"{method} ({extra})"
+            cells[(task, label)][T].append(s)
     return cells
 
 

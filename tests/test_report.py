@@ -14,6 +14,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from sgrnn.config import conf_dir, register_configs
+from sgrnn.errors import UserError
 from sgrnn.report import report
 from sgrnn.train import Slot, pick_device, setup, usable_cores
 
@@ -143,7 +144,7 @@ def test_the_paper_budget_is_measured_where_reached_and_extrapolated_in_a_straig
 
 def test_report_command_fails_in_one_line_without_runs(tmp_path):
     r = subprocess.run([sys.executable, "-m", "sgrnn.cli", "report", str(tmp_path)], capture_output=True, text=True)
-    assert r.returncode == 2 and r.stderr == f"sgrnn: error: no summary.json under {tmp_path}: nothing to report\n"
+    assert r.returncode == 2 and r.stderr == f"sgrnn: error: no readable summary.json under {tmp_path}: nothing to report\n"
 
 
 def test_a_local_parallel_sweep_lists_its_failed_cell_and_reports(tmp_path):
@@ -280,3 +281,33 @@ def test_output_errors_locates_each_output_against_the_truncation_segments(tmp_p
     assert mod.main([str(tmp_path), "--episodes", "8", "--N", "2"]) == 0 and "| 3 | 0 | same |" in capsys.readouterr().out
     assert files() == before  # read-only: no file of the run folder written
     assert mod.main([str(tmp_path / "nothing")]) == 2
+
+
+def test_the_report_never_pools_other_budgets_and_lists_every_folder_it_could_not_read(tmp_path):
+    from sgrnn.config import make_config
+    from sgrnn.train import train
+
+    small = ["task=copy", "sg=off", "model.hidden_size=8", "task.batch_size=4", "train.threads=1", "device=cpu",
+             "diag.every=0", "seed=0"]
+    for steps in (20, 60):  # one seed, two budgets, in separate folders
+        train(make_config(*small, f"train.max_steps={steps}"), tmp_path / "runs" / f"steps{steps}")
+    bad = tmp_path / "runs" / "corrupt"
+    bad.mkdir()
+    (bad / "summary.json").write_text('{"status": "comp')
+    string = tmp_path / "runs" / "string"
+    string.mkdir()
+    (string / "summary.json").write_text('"task T"')
+    killed = tmp_path / "runs" / "killed"
+    killed.mkdir()
+    (killed / "checkpoint.pt").write_bytes(b"x")
+    out = report(tmp_path / "runs", tmp_path / "out")
+    text = (out / "report.md").read_text()
+    assert "(n=2)" not in text and "[20" not in text
+    assert "train.max_steps=20" in text and "train.max_steps=60" in text  # two rows, each naming its budget
+    assert "3 more folders not read" in text
+    for name, what in (("corrupt", "unreadable summary.json"), ("string", "unreadable summary.json (not an sgrnn summary)"),
+                       ("killed", "checkpoints but no summary.json")):
+        assert f"- `{name}`: {what}" in text
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UserError, match="is a file, not a folder"):
+        report(tmp_path / "runs", tmp_path / "file")
