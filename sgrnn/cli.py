@@ -4,6 +4,7 @@ the Penn Treebank data."""
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import os
@@ -140,7 +141,7 @@ def preflight(args: list[str]) -> None:
 
     from sgrnn.config import check as validate, make_config
 
-    overrides = [a for a in args if not a.startswith("-") and "=" in a]
+    overrides = [a for a in args if not a.startswith("-") and ("=" in a or a.startswith("~"))]
     for a in overrides:
         if a.startswith(("hydra.run.dir=", "hydra.sweep.dir=")):
             check_writable(Path(a.split("=", 1)[1]))
@@ -158,19 +159,63 @@ def preflight(args: list[str]) -> None:
         for value in values:
             if key in groups and value not in groups[key] and not ov.is_delete():
                 raise UserError(f"unknown {key} option {value!r} (valid: {', '.join(groups[key])})")
-        if key.startswith(("hydra.", "hydra/", "+", "~")) or ov.is_delete() or ov.is_add():
+        if key.startswith(("hydra.", "hydra/")):
+            continue
+        key = ov.key_or_group
+        if ov.is_delete() and key not in ("experiment",):
+            raise UserError(f"~{key} removes a key sgrnn needs; set it instead ({key}=VALUE)")
+        if ov.is_add() or ov.is_force_add():
+            known = schema_keys()
+            if key in known or key in groups:
+                raise UserError(f"+{key}: sgrnn has this key already; set it without '+' ({key}=...)")
+            near = difflib.get_close_matches(key, sorted(known), n=1)
+            raise UserError(f"+{key}: sgrnn's config has no key {key}" + (f" (did you mean {near[0]}?)" if near else "")
+                            + "; every key is listed by `sgrnn train --cfg job`")
+        if ov.is_delete():
             continue
         choices.append((key, values))
     # The first cell, then each other value of each swept key in turn (not the whole product).
     base = [f"{k}={v[0]}" for k, v in choices]
     cells = [base] + [base[:i] + [f"{k}={v}"] + base[i + 1 :] for i, (k, vs) in enumerate(choices) for v in vs[1:]]
+    base_dir = next((a.split("=", 1)[1] for a in overrides if a.startswith(("hydra.run.dir=", "hydra.sweep.dir="))),
+                    "runs")
+    ptb_checked: set = set()
     for cell in cells:
         try:
-            validate(make_config(*cell))
+            cfg = make_config(*cell)
+            validate(cfg)
         except (HydraException, OmegaConfBaseException) as e:
             first = str(e).splitlines()[0]  # e.g. "Error merging override T=x"
             detail = f": {str(e.__cause__).splitlines()[0]}" if e.__cause__ else ""
             raise UserError(f"{first.rstrip('.')}{detail} (overrides checked: {' '.join(cell)})") from None
+        task_dir = Path(base_dir, cfg.task.name)
+        if "${" not in base_dir and task_dir.exists() and not task_dir.is_dir():
+            raise UserError(f"cannot create the run folders: {task_dir} is a file, not a folder")
+        if cfg.task.name == "ptb" and cfg.task.data_dir not in ptb_checked:  # once, before any cell runs
+            from sgrnn.tasks.ptb import FILES, HOW_TO_GET
+
+            missing = [f for f in FILES.values() if not (Path(cfg.task.data_dir).expanduser() / f).is_file()]
+            if missing:
+                raise UserError(f"PTB data not found: {', '.join(missing)} missing in "
+                                f"{Path(cfg.task.data_dir).expanduser().resolve()}; {HOW_TO_GET}")
+            ptb_checked.add(cfg.task.data_dir)
+
+
+def schema_keys() -> set:
+    """Every dotted key of sgrnn's composed config (both task schemas)."""
+    from sgrnn.config import make_config
+
+    keys: set = set()
+
+    def walk(node, prefix):
+        for k, v in node.items():
+            if isinstance(v, dict):
+                walk(v, f"{prefix}{k}.")
+            else:
+                keys.add(f"{prefix}{k}")
+    for task in ("copy", "ptb"):
+        walk(OmegaConf.to_container(make_config(f"task={task}")), "")
+    return keys
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,6 +9,7 @@ defaults and the run-folder layout; every field here can be overridden from the 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field, fields
 from enum import Enum
 from pathlib import Path
@@ -37,6 +38,8 @@ def _finite(v) -> bool:
 POSITIVE = _rule(lambda v: _finite(v) and v > 0, "must be positive")
 NON_NEGATIVE = _rule(lambda v: _finite(v) and v >= 0, "must be >= 0")
 UNIT = _rule(lambda v: _finite(v) and 0 <= v <= 1, "must be in [0, 1]")
+SEED = _rule(lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**62,
+             "must be an integer in [0, 2^62)")  # torch seeds are 64-bit; the instruments use seed + 7919
 
 
 class Choice(str, Enum):
@@ -157,17 +160,47 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     diag: DiagConfig = field(default_factory=DiagConfig)
     T: int = field(default=3, metadata=POSITIVE)  # truncation length: time steps per segment, one update per segment
-    seed: int = 0  # seeds torch (data and initialisation)
+    seed: int = field(default=0, metadata=SEED)  # seeds torch (data and initialisation)
     device: Device = Device["auto"]  # auto | cpu | cuda
 
     def check(self) -> None:
         if self.sg.placement == "between-layers" and (self.sg.name != "on" or self.model.num_layers < 2):
             raise UserError("sg.placement=between-layers needs sg=on and model.num_layers >= 2")
+        need, have = memory_estimate(self), physical_memory()
+        if have and need > have:
+            raise UserError(f"model.hidden_size={self.model.hidden_size} with {self.model.num_layers} layer(s) needs "
+                            f"about {need / 2**30:.3g} GiB (weights, gradients, Adam's state and M), more than this "
+                            f"machine's {have / 2**30:.3g} GiB: nothing was allocated")
+
+
+def memory_estimate(cfg) -> float:
+    """Bytes the run's parameters take with their gradients and Adam's two moments (float32),
+    M's included: a lower bound on what the run allocates, to refuse sizes that cannot fit."""
+    H, L = cfg.model.hidden_size, cfg.model.num_layers
+    x = cfg.task.get("embedding_size", 0) or (cfg.task.get("bits", 8) + 2)
+    core = sum(4 * H * ((x if layer == 0 else H) + H + 2) for layer in range(L)) + H * max(x, 50)
+    state = 2 * H * (L if cfg.sg.get("placement", "all") != "top" else 1)
+    m = state * state + state if cfg.sg.name != "off" and not cfg.sg.get("hidden_size") else (
+        2 * state * (cfg.sg.get("hidden_size") or 0) if cfg.sg.name != "off" else 0)
+    return 4.0 * 4 * (core + m)
+
+
+def physical_memory() -> int:
+    """This machine's RAM in bytes (0 if unknown)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
 
 
 def check(cfg) -> None:
     """Reject a config value that cannot work (NaN, inf, a zero width, a value out of range,
     an inconsistent pair) with one readable line, before any work."""
+    for group, options in (("task", TASKS), ("sg", SG_OPTIONS)):
+        name = cfg[group].name
+        if name not in options:
+            raise UserError(f"{group}.name={name} names no {group} of this config (valid: {', '.join(options)}); "
+                            f"choose one with {group}=NAME")
     task = PTBTaskConfig if cfg.task.name == "ptb" else CopyTaskConfig
     nodes = [("", Config, cfg), ("task.", task, cfg.task), ("sg.", SGConfig, cfg.sg), ("model.", ModelConfig, cfg.model),
              ("optim.", OptimConfig, cfg.optim), ("train.", TrainConfig, cfg.train), ("diag.", DiagConfig, cfg.diag)]
@@ -177,6 +210,8 @@ def check(cfg) -> None:
                 continue
             test, words = f.metadata["check"]
             value = node.get(f.name)
+            if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**62:
+                raise UserError(f"{prefix}{f.name} is out of range, got {value}")
             if isinstance(value, float) and not math.isfinite(value):
                 raise UserError(f"{prefix}{f.name} must be finite, got {value}")
             if not test(value):

@@ -148,14 +148,18 @@ def test_report_command_fails_in_one_line_without_runs(tmp_path):
 
 
 def test_a_local_parallel_sweep_lists_its_failed_cell_and_reports(tmp_path):
-    """Two cells at once through the joblib launcher; the PTB cell fails (no data), the Copy one
+    """Two cells at once through the joblib launcher; the PTB cell fails (corrupt data), the Copy one
     finishes; the failure reaches the sweep's exit status from the worker process."""
     args = ["train", "-m", "task=copy,ptb", "sg=on", "model.hidden_size=16", "task.batch_size=8",
             "train.max_steps=30", "diag.every=10", "device=cpu", "hydra/launcher=local", f"hydra.sweep.dir={tmp_path}"]
-    env = {**os.environ, "SGRNN_DATA_DIR": str(tmp_path / "no-ptb")}
+    bad = tmp_path.parent / f"{tmp_path.name}-bad-ptb"  # present (checked before the sweep) but corrupt
+    bad.mkdir()
+    for split in ("train", "valid", "test"):
+        (bad / f"ptb.char.{split}.txt").write_text("a b ")
+    env = {**os.environ, "SGRNN_DATA_DIR": str(bad)}
     r = subprocess.run([sys.executable, "-m", "sgrnn.cli", *args], capture_output=True, text=True, env=env)
     assert r.returncode == 1, r.stderr[-2000:]
-    assert "1 cell(s) of the sweep failed" in r.stderr and "PTB data not found" in r.stderr
+    assert "1 cell(s) of the sweep failed" in r.stderr and "fails its SHA-256 check" in r.stderr
     (copy_summary,) = tmp_path.glob("copy/*/summary.json")
     done = json.loads(copy_summary.read_text())
     assert done["status"] == "complete" and done["threads"] == max(1, usable_cores() // 2)

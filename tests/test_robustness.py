@@ -96,10 +96,14 @@ def test_sigterm_checkpoints_and_the_run_resumes(tmp_path, uninterrupted):
 
 def test_relaunched_sweep_skips_finished_cells_and_a_failing_cell_loses_nothing(tmp_path):
     args = ["-m", "task=copy,ptb", *RUN[1:], "train.max_steps=20", f"hydra.sweep.dir={tmp_path}"]
-    env = {"SGRNN_DATA_DIR": str(tmp_path / "no-ptb")}  # the PTB cell fails at run time, the Copy cell does not
+    bad = tmp_path / "bad-ptb"  # files that exist (the sweep's check before any cell) but fail their checksum
+    bad.mkdir()
+    for split in ("train", "valid", "test"):
+        (bad / f"ptb.char.{split}.txt").write_text("a b ")
+    env = {"SGRNN_DATA_DIR": str(bad)}  # the PTB cell fails at run time, the Copy cell does not
     r = cli(*args, env=env)
     assert r.returncode == 1
-    assert "1 cell(s) of the sweep failed" in r.stderr and "PTB data not found" in r.stderr
+    assert "1 cell(s) of the sweep failed" in r.stderr and "fails its SHA-256 check" in r.stderr
     (copy_summary,) = tmp_path.glob("copy/*/summary.json")
     (ptb_summary,) = tmp_path.glob("ptb/*/summary.json")
     assert json.loads(copy_summary.read_text())["status"] == "complete"
@@ -229,6 +233,14 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, line):
     (["task.threshold_unit=nats"], "sgrnn: error: Error merging override task.threshold_unit=nats: Invalid value 'nats', "
                                    "expected one of [sequence, bit]"),
     (["sg.placement=between-layers"], "sgrnn: error: sg.placement=between-layers needs sg=on and model.num_layers >= 2"),
+    (["seed=99999999999999999999"], "sgrnn: error: seed must be an integer in [0, 2^62), got 99999999999999999999"),
+    (["seed=-1"], "sgrnn: error: seed must be an integer in [0, 2^62), got -1"),
+    (["model.hidden_size=100000000"], "sgrnn: error: model.hidden_size=100000000 with 1 layer(s) needs about "),
+    (["~T"], "sgrnn: error: ~T removes a key sgrnn needs; set it instead (T=VALUE)"),
+    (["~sg.scale"], "sgrnn: error: ~sg.scale removes a key sgrnn needs"),
+    (["+sg.scael=0.1"], "sgrnn: error: +sg.scael: sgrnn's config has no key sg.scael (did you mean sg.scale?)"),
+    (["+sg.scale=0.1"], "sgrnn: error: +sg.scale: sgrnn has this key already; set it without '+' (sg.scale=...)"),
+    (["-m", "task=ptb", "sg=off,on", "task.data_dir=/nonexistent"], "sgrnn: error: PTB data not found: ptb.char.train.txt"),
 ])
 def test_every_numeric_value_is_checked_before_any_work(tmp_path, args, line):
     from sgrnn.cli import preflight
@@ -378,3 +390,19 @@ def test_an_unreadable_summary_is_rebuilt_from_the_checkpoint(tmp_path):
         s = run_in_process(tmp_path, "train.max_steps=60")
         assert s["status"] == "complete" and s["steps"] == 60 and s["max_solved"] == good["max_solved"]
         assert json.loads((tmp_path / "summary.json").read_text())["status"] == "complete"
+
+
+def test_a_file_where_the_runs_folder_goes_is_one_line(tmp_path):
+    from sgrnn.cli import preflight
+
+    (tmp_path / "copy").write_text("")
+    with pytest.raises(UserError, match=f"cannot create the run folders: {tmp_path}/copy is a file, not a folder"):
+        preflight([*RUN, f"hydra.sweep.dir={tmp_path}", "-m", "seed=0,1"])
+
+
+def test_forcing_a_resume_with_another_model_or_method_is_one_line(tmp_path):
+    run_in_process(tmp_path, "train.max_steps=20")
+    (tmp_path / "summary.json").unlink()
+    for other in (["model.hidden_size=16"], ["sg=aux"]):
+        with pytest.raises(UserError, match="does not fit this config .*train.resume=restart"):
+            run_in_process(tmp_path, "train.max_steps=40", "train.resume=force", *other)
