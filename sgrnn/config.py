@@ -210,12 +210,12 @@ def check(cfg) -> None:
                 continue
             test, words = f.metadata["check"]
             value = node.get(f.name)
-            if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**62:
-                raise UserError(f"{prefix}{f.name} is out of range, got {value}")
             if isinstance(value, float) and not math.isfinite(value):
                 raise UserError(f"{prefix}{f.name} must be finite, got {value}")
             if not test(value):
                 raise UserError(f"{prefix}{f.name} {words}, got {value}")
+            if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**62:
+                raise UserError(f"{prefix}{f.name} is out of range, got {value}")
         if hasattr(schema, "check"):
             schema.check(node)  # the node's cross-field checks (a DictConfig reads like the dataclass)
 
