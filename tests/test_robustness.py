@@ -22,6 +22,10 @@ from sgrnn.train import train
 
 RUN = ["task=copy", "sg=on", "T=3", "model.hidden_size=32", "task.batch_size=16", "train.threads=1",
        "train.log_every=10", "train.checkpoint_every=50", "device=cpu"]
+# The kill and signal tests: episodes of 5 segments (N=4 at T=2) and checkpoints off the episodes'
+# ends, so that the default SG target has segments pending at every checkpoint (issue 24).
+KILL_RUN = [*[a for a in RUN if not a.startswith(("T=", "train.checkpoint_every="))], "T=2", "task.start_N=4",
+            "train.checkpoint_every=47"]
 
 
 def cli(*args, wait=True, env=None):
@@ -58,13 +62,13 @@ def scalar_steps(folder: Path, tag: str) -> list[int]:
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     folder = tmp_path_factory.mktemp("full")
-    r = cli(*RUN, "train.max_steps=400", f"hydra.run.dir={folder}")
+    r = cli(*KILL_RUN, "train.max_steps=400", f"hydra.run.dir={folder}")
     assert r.returncode == 0, r.stderr
     return folder
 
 
 def test_sigkill_then_same_command_resumes_to_the_same_summary(tmp_path, uninterrupted):
-    args = [*RUN, "train.max_steps=400", f"hydra.run.dir={tmp_path}"]
+    args = [*KILL_RUN, "train.max_steps=400", f"hydra.run.dir={tmp_path}"]
     proc = cli(*args, wait=False)
     os.kill(wait_for_checkpoint(tmp_path, proc), signal.SIGKILL)
     proc.wait()
@@ -82,7 +86,7 @@ def test_sigkill_then_same_command_resumes_to_the_same_summary(tmp_path, uninter
 
 
 def test_sigterm_checkpoints_and_the_run_resumes(tmp_path, uninterrupted):
-    args = [*RUN, "train.max_steps=400", f"hydra.run.dir={tmp_path}"]
+    args = [*KILL_RUN, "train.max_steps=400", f"hydra.run.dir={tmp_path}"]
     proc = cli(*args, wait=False)
     os.kill(wait_for_checkpoint(tmp_path, proc), signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
@@ -275,6 +279,9 @@ def test_two_processes_for_one_folder_one_trains_the_other_exits_2_touching_noth
     first = cli(*args, wait=False)
     wait_for_checkpoint(tmp_path, first)
     log_before = (tmp_path / "sgrnn.log").read_text()
+    hydra_before = {p.name: p.read_bytes() for p in (tmp_path / ".hydra").iterdir()}
+    second = cli(*args[:-1], "optim.lr=0.001", args[-1])  # another command for the same folder
+    assert {p.name: p.read_bytes() for p in (tmp_path / ".hydra").iterdir()} == hydra_before
     second = cli(*args)
     assert first.poll() is None  # still training
     assert second.returncode == 2, second.stderr
@@ -316,7 +323,7 @@ def test_a_parallel_sweep_gives_every_cell_its_own_folder(tmp_path):
 def test_the_preemption_signal_checkpoints_and_the_requeued_run_resumes(tmp_path, uninterrupted):
     """SLURM's --signal (USR2 under submitit) on a real ``sgrnn train``: checkpoint, clean stop,
     then the same command (what a requeued job runs) resumes to the uninterrupted summary."""
-    args = [*RUN, "train.max_steps=400", f"hydra.run.dir={tmp_path}"]
+    args = [*KILL_RUN, "train.max_steps=400", f"hydra.run.dir={tmp_path}"]
     proc = cli(*args, wait=False)
     os.kill(wait_for_checkpoint(tmp_path, proc), signal.SIGUSR2)
     _, err = proc.communicate(timeout=60)
