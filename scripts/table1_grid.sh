@@ -5,7 +5,8 @@
 # cell at a time, one thread each, so that both cores stay busy to the end (Copy on one, Repeat
 # Copy on the other, PTB split between them).
 # The cells the issue's targets compare come first: BPTT and DNI at T=3 (the data-efficiency
-# figures), then T=2, 4, 5; then PTB; then DNI + Aux and the placebo at T=3, 2, 4, 5.
+# figures), then T=2, 4, 5; then PTB; then DNI + Aux and the placebo at T=3, 2, 4, 5; then the
+# ceilings: the oracle at T=3, 2, 4, 5 and full BPTT (issue 21; 30 cells, none run yet as of 2026-12-03).
 #   bash scripts/table1_grid.sh [--fresh] RUNS_DIR [PTB_DATA_DIR]      then: sgrnn report RUNS_DIR
 # The committed cells (docs/table1/cells, all 117 since 2026-12-02) are restored first, so without
 # --fresh a new runs folder has nothing left to run. --fresh skips the restore: in a new (or empty)
@@ -45,6 +46,10 @@ queue() {  # queue TASK PTB_PRESETS...: the task's BPTT and DNI cells, the PTB c
   for T in 3 2 4 5; do
     sgrnn train -m experiment=$task-dni-aux,$task-placebo T=$T seed=0,1,2 "${one[@]}" || failed=1
   done
+  for T in 3 2 4 5; do  # the ceilings
+    sgrnn train -m experiment=$task-oracle T=$T seed=0,1,2 "${one[@]}" || failed=1
+  done
+  sgrnn train -m experiment=$task-full-bptt "${one[@]}" || failed=1
   return $failed  # a failed cell does not stop the queue; the sweep's end lists it
 }
 # PTB's first seed at T=8 goes first: the earliest sign of whether DNI beats BPTT there.

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 from sgrnn.errors import UserError
-from sgrnn.runs import (TASKS, baseline_of, finished, fmt, group, load_runs, med_of, median, order_key, result,
+from sgrnn.runs import (FULL_T, TASKS, baseline_of, finished, fmt, group, load_runs, med_of, median, order_key, result,
                         sg_curve, structure_of)
 
 PAPER = {
@@ -69,13 +69,17 @@ def table1(cells: dict) -> tuple[list[str], list[dict]]:
     lines, rows = [], []
     for task in sorted({t for t, _ in cells}, key=lambda t: order_key((t, ""))):
         keys = sorted((k for k in cells if k[0] == task), key=order_key)
-        Ts = sorted({T for k in keys for T in cells[k]} | {T for k in keys for T in PAPER.get(k, {})})
+        # Untruncated rows (Full BPTT) do not depend on T: one set of runs, shown in every column.
+        untruncated = {k for k in keys if all(T >= FULL_T for T in cells[k])}
+        Ts = sorted({T for k in keys if k not in untruncated for T in cells[k]}
+                    | {T for k in keys for T in PAPER.get(k, {})}) or sorted({T for k in keys for T in cells[k]})
         lines += [f"### {TASKS.get(task, task)}: {METRIC.get(task, '')}", "",
                   "| method | " + " | ".join(f"T={T}" for T in Ts) + " |", "|---" * (len(Ts) + 1) + "|"]
         for key in keys:
             texts = []
             for T in Ts:
-                st = cell_stats(cells[key][T]) if T in cells[key] else None
+                runs_at = [s for runs in cells[key].values() for s in runs] if key in untruncated else cells[key].get(T)
+                st = cell_stats(runs_at) if runs_at else None
                 # A lever's row (e.g. sg.scale=0.3) is still the paper's method; a warm-up is not.
                 paper = PAPER.get((task, structure_of(next(iter(cells[key].values()))[0])), {}).get(T)
                 texts.append(cell_text(st, paper))

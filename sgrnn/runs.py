@@ -11,7 +11,11 @@ from pathlib import Path
 from typing import Callable, Optional
 
 
-METHODS = {"off": "BPTT", "on": "DNI", "aux": "DNI + Aux", "placebo": "Placebo", "oracle": "Oracle"}
+METHODS = {"off": "BPTT", "on": "DNI", "aux": "DNI + Aux", "placebo": "Placebo", "oracle": "Oracle",
+           "full": "Full BPTT"}
+# Truncation at or beyond this many steps is untruncated BPTT on Copy and Repeat Copy (no episode
+# of a Table 1 budget is this long): the "Full BPTT" ceiling (conf/experiment/*-full-bptt.yaml).
+FULL_T = 1000
 TASKS = {"copy": "Copy", "repeat-copy": "Repeat Copy", "ptb": "Penn Treebank"}
 # Table 1 of the paper (ICML version) as far as it could be read (../shared/PAPER.md): largest
 # length modelled for Copy / Repeat Copy; PTB test BPC from the paper's learning-curve figure.
@@ -54,7 +58,8 @@ def method_of(s: dict) -> str:
 def structure_of(s: dict) -> str:
     """The method as the paper would name it: BPTT / DNI / ..., with a non-default placement,
     warm-up or depth (which make another method), without hyperparameter levers."""
-    base = METHODS.get(s.get("sg"), str(s.get("sg")))
+    full = s.get("sg") == "off" and s.get("task") != "ptb" and (s.get("T") or 0) >= FULL_T
+    base = METHODS["full"] if full else METHODS.get(s.get("sg"), str(s.get("sg")))
     extras = []
     if s.get("sg_placement") not in (None, "all"):
         extras.append(s["sg_placement"])

@@ -33,24 +33,27 @@ def test_every_preset_composes_with_its_own_sweep_and_budget(preset):
     task, method = preset.replace("-paper", "").split("-", 1) if not preset.startswith("repeat-copy") else (
         "repeat-copy", preset[len("repeat-copy-"):])
     assert cfg.task.name == task
-    assert cfg.sg.name == {"bptt": "off", "dni": "on", "dni-aux": "aux", "placebo": "placebo", "oracle": "oracle"}[method]
+    assert cfg.sg.name == {"bptt": "off", "dni": "on", "dni-aux": "aux", "placebo": "placebo", "oracle": "oracle",
+                           "full-bptt": "off"}[method]
     sweep = cfg.hydra.sweeper.params
     Ts = [int(t) for t in str(sweep.T).split(",")]
     assert sweep.seed == "0,1,2"
     # Table 1's columns: T=2..5 for Copy and Repeat Copy; PTB's figure: BPTT at 8, 20, 40, DNI at 8
-    expected = ([8, 20, 40] if method == "bptt" else [8]) if task == "ptb" else [2, 3, 4, 5]
+    expected = ([8, 20, 40] if method == "bptt" else [8]) if task == "ptb" else [1000] if method == "full-bptt" else [2, 3, 4, 5]
     assert Ts == expected
     assert cfg.train.max_samples > 0  # a per-cell budget in data, not only in minutes
     assert cfg.model.hidden_size == (1024 if "paper" in preset else 256)
 
 
-def test_the_whole_cpu_grid_is_the_documented_117_cells():
+def test_the_whole_cpu_grid_is_the_documented_147_cells():
     cells = 0
     for preset in PRESETS:
         if "paper" not in preset:
             sweep = compose_full(f"experiment={preset}").hydra.sweeper.params
             cells += len(str(sweep.T).split(",")) * len(str(sweep.seed).split(","))
-    assert cells == 117  # the figure the presets' budget comments are based on (111 + the PTB oracle's and placebo's 3 each)
+    # 117 (the budget comments' figure: 111 + the PTB oracle's and placebo's 3 each) + the ceilings:
+    # the oracle at T=2..5 and full BPTT, Copy and Repeat Copy, 3 seeds (24 + 6)
+    assert cells == 147
 
 
 def test_launchers_are_selectable_from_the_command_line():
@@ -315,3 +318,20 @@ def test_the_report_never_pools_other_budgets_and_lists_every_folder_it_could_no
     (tmp_path / "file").write_text("")
     with pytest.raises(UserError, match="is a file, not a folder"):
         report(tmp_path / "runs", tmp_path / "file")
+
+
+def test_full_bptt_is_one_row_shown_at_every_T_beside_the_truncated_ones(tmp_path):
+    from sgrnn.report import table1
+    from sgrnn.runs import group
+
+    def run(sg, T, length, seed):
+        return {"task": "copy", "sg": sg, "T": T, "seed": seed, "status": "complete", "dir": f"x/sg={sg},T={T},seed={seed}",
+                "max_solved": {"length": length}, "config": {"T": T, "seed": seed}}
+    runs = [run("off", 2, 4, 0), run("off", 3, 5, 0), run("on", 3, 7, 0), run("oracle", 3, 10, 0),
+            run("off", 1000, 15, 0), run("off", 1000, 14, 1)]
+    lines, _ = table1(group(runs))
+    header = next(line for line in lines if line.startswith("| method"))
+    assert header == "| method | T=2 | T=3 | T=4 | T=5 |"  # no T=1000 column
+    full = next(line for line in lines if line.startswith("| Full BPTT"))
+    assert full.count("**14.5** [14–15] (n=2)") == 4
+    assert any(line.startswith("| Oracle |") for line in lines)
