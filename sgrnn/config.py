@@ -61,6 +61,7 @@ Device = choice("Device", "auto", "cpu", "cuda")
 ThresholdUnit = choice("ThresholdUnit", "sequence", "bit")
 Protocol = choice("Protocol", "episodic", "continuous")
 InputNorm = choice("InputNorm", "none", "rms")
+Fit = choice("Fit", "adam", "ridge")
 
 
 @dataclass
@@ -115,6 +116,15 @@ class SGConfig:
     target: Target = Target["bootstrap"]  # M's regression target: bootstrap (paper) | lambda (the paper's supplement; sgrnn.sg.targets); on/aux/placebo: lambda (SG_OPTIONS)
     lambda_: float = field(default=1.0, metadata=UNIT)  # sg.target=lambda: weight of the longer return, in [0, 1] (0 = bootstrap; 1 = exact through the window, then bootstrap)
     window: int = field(default=2, metadata=POSITIVE)  # sg.target=lambda: K, segments the target looks ahead before it bootstraps (K - 1 re-run per update)
+    fit: Fit = Fit["adam"]  # how M learns: adam (steps on its L2 loss, sg.lr) | ridge (a linear M's closed-form ridge fit of its targets, exponentially forgotten: sgrnn.sg.models.RidgeM)
+    ridge_decay: float = field(default=0.995, metadata=UNIT)  # sg.fit=ridge: weight of the past per update (0.995: a memory of ~200 updates)
+    ridge: float = field(default=0.1, metadata=NON_NEGATIVE)  # sg.fit=ridge: L2 penalty, times the mean diagonal of the inputs' second moments
+    ridge_every: int = field(default=10, metadata=POSITIVE)  # sg.fit=ridge: updates between solves (a (2H+1)^2 system each)
+
+    def check(self) -> None:
+        if self.fit == "ridge" and (self.hidden_size or self.placement == "between-layers" or self.dtype != "float32"):
+            raise UserError("sg.fit=ridge fits a linear float32 M at the truncation boundaries: it needs "
+                            "sg.hidden_size=0, sg.dtype=float32 and sg.placement=all or top")
 
 
 @dataclass

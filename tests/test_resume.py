@@ -34,6 +34,7 @@ METHODS = {
     "on-bootstrap": ["sg=on", "sg.target=bootstrap"],
     "on-lambda-window3": ["sg=on", "sg.window=3", "sg.lambda_=0.5"],
     "on-undiscounted": ["sg=on", "sg.scale_in_target=false"],
+    "on-ridge": ["sg=on", "sg.fit=ridge", "sg.ridge_every=3", "sg.input_norm=rms"],
     "aux": ["sg=aux"],
     "placebo": ["sg=placebo"],
     "oracle": ["sg=oracle"],

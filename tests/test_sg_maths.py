@@ -237,3 +237,46 @@ def test_rms_input_norm_keeps_the_closed_form_regression_and_ignores_each_blocks
         (0.5 * 0.7 * (m(s) - target).pow(2).sum(1).mean()).backward()
         for a, p in zip(by_hand, m.parameters()):
             torch.testing.assert_close(a, p.grad, rtol=1e-12, atol=1e-12)
+
+
+def test_ridge_M_is_the_weighted_ridge_least_squares_fit_of_its_targets():
+    """sg.fit=ridge: after n regressions, M's weights are the ridge solution over every (state,
+    target) pair seen, pair j of update i weighted decay^(n-1-i) / B, computed here another way
+    (one stacked weighted least-squares problem, float64), with and without the RMS input norm."""
+    from sgrnn.sg.models import RidgeM, rms_blocks
+
+    torch.manual_seed(0)
+    size, B, n, decay, ridge = 6, 5, 7, 0.9, 0.05
+    for block in (0, 3):
+        m = RidgeM(size, block=block, decay=decay, ridge=ridge, every=n)
+        states = [torch.randn(B, size) * 3 for _ in range(n)]
+        targets = [torch.randn(B, size) for _ in range(n)]
+        for s, t in zip(states, targets):
+            m.regress(s, t, 1.0)
+        x = torch.cat([rms_blocks(s, block) if block else s for s in states]).double()
+        x = torch.cat([x, torch.ones(len(x), 1, dtype=torch.float64)], dim=1)
+        y = torch.cat(targets).double()
+        w = torch.cat([torch.full((B,), decay ** (n - 1 - i) / B, dtype=torch.float64) for i in range(n)])
+        xtx = x.t() @ (w[:, None] * x)
+        penalty = ridge * xtx.diagonal().mean() + 1e-12
+        sol = torch.linalg.solve(xtx + penalty * torch.eye(size + 1, dtype=torch.float64), x.t() @ (w[:, None] * y))
+        lin = m.net[0]
+        torch.testing.assert_close(lin.weight.double(), sol[:-1].t(), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(lin.bias.double(), sol[-1], rtol=1e-5, atol=1e-6)
+        assert not any(p.requires_grad for p in m.parameters())  # Adam never steps it
+
+
+def test_ridge_M_trains_through_the_trainer_and_starts_as_plain_truncated_bptt(tmp_path):
+    from sgrnn.config import make_config
+    from sgrnn.train import setup, update
+
+    small = ["model.hidden_size=12", "task.batch_size=8", "task.start_N=4", "device=cpu", "T=3"]
+    run = setup(make_config("sg=on", "sg.fit=ridge", "sg.ridge_every=3", *small), tmp_path / "ridge")
+    plain = setup(make_config("sg=off", *small), tmp_path / "off")
+    for _ in range(2):  # M is still zero until its first solve: DNI is plain truncated BPTT
+        update(run)
+        update(plain)
+    assert all(torch.equal(a, b) for a, b in zip(run.core.parameters(), plain.core.parameters()))
+    for _ in range(10):
+        update(run)
+    assert run.sg.model.net[0].weight.abs().sum() > 0 and int(run.sg.model.fits) > 3

@@ -46,13 +46,13 @@ class BoundarySG(Method):
         # Where M reads and injects: every layer's (h, c), or only the top layer's.
         self.cols = slice(ctx.state_size - ctx.top_size, ctx.state_size) if top else slice(None)
         self.size = ctx.top_size if top else ctx.state_size
-        self.model = make_m(self.size, cfg.hidden_size, cfg.dtype, input_block(cfg, ctx.top_size // 2)).to(ctx.device)
+        self.model = make_m(self.size, cfg.hidden_size, cfg.dtype, input_block(cfg, ctx.top_size // 2), cfg).to(ctx.device)
         self.scale, self.loss_weight, self.start_step = cfg.scale, cfg.loss_weight, cfg.start_step
         self.gamma = cfg.scale if cfg.scale_in_target else 1.0  # the weight of g_hat in M's target
         self.target = TARGETS[cfg.target](cfg, ctx, self.cols, self.gamma)
 
     def parameters(self):
-        return list(self.model.parameters())
+        return [p for p in self.model.parameters() if p.requires_grad]
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "depth": {}, "target": self.target.state_dict()}

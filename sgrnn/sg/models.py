@@ -5,6 +5,15 @@
   the regression's gradient is written in closed form (dW = err^T s / B, db = mean err), with no
   autograd graph around M; exactly autograd's (tested).
 - :class:`MLPM` (``sg.hidden_size>0``): one hidden ReLU layer, trained with autograd.
+- :class:`RidgeM` (``sg.fit=ridge``, linear): the same map, but its weights are not stepped by
+  Adam: they are the ridge least-squares fit of its targets on its inputs, over every target so
+  far with weight ``sg.ridge_decay`` per update (exponential forgetting, so that M follows the
+  changing core), solved every ``sg.ridge_every`` updates:
+  [W b] = (X^T D X + ridge * mean diag * I)^-1 X^T D Y with X = [s, 1], D the forgetting weights.
+  Why: on Copy at the plateau (length 7-8, T=3) an Adam-stepped linear M's prediction has cosine
+  0.0-0.04 with the true future gradient while a ridge fit of the same linear map on 6,000
+  held-out sequences reaches 0.05-0.28 (docs/study/plateau): its output is mostly the noise of
+  its own steps.
 
 Both start with their last layer at exactly zero, so at step 0 DNI equals truncated BPTT.
 With ``sg.input_norm=rms`` M reads each block of H units of the state (each layer's h and c)
@@ -98,10 +107,51 @@ class MLPM(nn.Module):
         return loss.detach(), pred.detach()
 
 
-def make_m(size: int, hidden: int = 0, dtype: str = "float32", block: int = 0) -> nn.Module:
+class RidgeM(LinearM):
+    """A linear M fitted in closed form (module docstring). Its running sums are buffers, so they
+    are in the checkpoint; its weights get no gradient (Adam leaves them alone)."""
+
+    def __init__(self, size: int, low: Optional[torch.dtype] = None, block: int = 0, decay: float = 0.995,
+                 ridge: float = 0.1, every: int = 10):
+        super().__init__(size, low, block)
+        self.decay, self.ridge, self.every = decay, ridge, every
+        self.register_buffer("xx", torch.zeros(size + 1, size + 1, dtype=torch.float64))  # sum of D [s 1]^T [s 1]
+        self.register_buffer("xy", torch.zeros(size + 1, size, dtype=torch.float64))  # sum of D [s 1]^T target
+        self.register_buffer("fits", torch.zeros((), dtype=torch.long))  # regressions seen
+        for p in self.parameters():
+            p.requires_grad_(False)
+
+    def regress(self, s: torch.Tensor, target: torch.Tensor, weight: float, pred: Optional[torch.Tensor] = None):
+        with torch.no_grad():
+            pred = self(s) if pred is None else pred
+            loss = 0.5 * weight * (pred - target).pow(2).sum(dim=1).mean()
+            x = self.inputs(s)
+            x = torch.cat([x, torch.ones_like(x[:, :1])], dim=1)
+            n = s.shape[0]
+            self.xx.mul_(self.decay).add_((x.t() @ x).double() / n)
+            self.xy.mul_(self.decay).add_((x.t() @ target).double() / n)
+            self.fits += 1
+            if int(self.fits) % self.every == 0:
+                self.solve()
+        return loss, pred
+
+    @torch.no_grad()
+    def solve(self) -> None:
+        a = self.xx.clone()
+        a.diagonal().add_(self.ridge * a.diagonal().mean() + 1e-12)
+        w = torch.linalg.solve(a, self.xy)  # [size + 1, size]
+        lin = self.net[0]
+        lin.weight.copy_(w[:-1].t().to(lin.weight.dtype))
+        lin.bias.copy_(w[-1].to(lin.bias.dtype))
+
+
+def make_m(size: int, hidden: int = 0, dtype: str = "float32", block: int = 0, fit=None) -> nn.Module:
     """M for a state of ``size`` units: linear (hidden = 0) or one hidden ReLU layer; ``block``
-    > 0: its input normalised per block of that many units (``sg.input_norm=rms``)."""
+    > 0: its input normalised per block of that many units (``sg.input_norm=rms``); ``fit``: the
+    sg config node, whose ``fit=ridge`` makes the linear M a :class:`RidgeM`."""
     low = torch.bfloat16 if dtype == "bfloat16" else None
+    if fit is not None and fit.get("fit", "adam") == "ridge":
+        return RidgeM(size, low, block, float(fit.ridge_decay), float(fit.ridge), int(fit.ridge_every))
     return MLPM(size, hidden, low, block) if hidden else LinearM(size, low, block)
 
 
