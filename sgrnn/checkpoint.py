@@ -92,6 +92,17 @@ def load(folder: Path) -> dict | None:
     return None
 
 
+# What a checkpoint's tensors are shaped by: under train.resume=force these must not change.
+STRUCTURE = {"task.name", "task.bits", "task.embedding_size", "model.hidden_size", "model.num_layers",
+             "sg.hidden_size", "sg.placement", "sg.fit"}
+
+
+def structure(config: dict) -> str:
+    """The method's kind as its checkpoint holds it: placebo trains the same M as on."""
+    name = (config.get("sg") or {}).get("name", "off")
+    return {"placebo": "on"}.get(name, name)
+
+
 def config_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
     """'key: old -> new' for every leaf that differs, except budgets and presentation."""
     out = []
@@ -148,6 +159,13 @@ def resume_point(cfg: DictConfig, run_dir: Path) -> Optional[dict]:
     if cfg.train.resume == "restart":
         return None
     ckpt = load(run_dir)
+    if ckpt and cfg.train.resume == "force":
+        new = OmegaConf.to_container(cfg, resolve=True)
+        changes = [c for c in config_changes(ckpt["config"], new) if c.split(":")[0] in STRUCTURE]
+        if changes or structure(ckpt["config"]) != structure(new):
+            raise Refused(f"{run_dir} holds a run of another model or method ({'; '.join(changes) or 'sg'}): "
+                          "train.resume=force continues a run of the same model and method only; use another "
+                          "hydra.run.dir, or train.resume=restart to start over")
     if ckpt and cfg.train.resume != "force":
         changes = config_changes(ckpt["config"], OmegaConf.to_container(cfg, resolve=True))
         if changes:

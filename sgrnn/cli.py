@@ -154,18 +154,20 @@ def preflight(args: list[str]) -> None:
     groups = group_options("task", "sg", "experiment", "hydra/launcher")
     choices: list[tuple[str, list[str]]] = []  # (key, its values: several for a sweep), in order
     for ov in parsed:
-        key = ov.get_key_element()
+        key = ov.key_or_group  # without its + / ++ / ~
         values = list(ov.sweep_string_iterator()) if ov.is_sweep_override() else [ov.get_value_element_as_str()]
         for value in values:
             if key in groups and value not in groups[key] and not ov.is_delete():
                 raise UserError(f"unknown {key} option {value!r} (valid: {', '.join(groups[key])})")
         if key.startswith(("hydra.", "hydra/")):
-            continue
-        key = ov.key_or_group
+            continue  # Hydra's own keys: +, ++ and ~ are Hydra's business there
         if ov.is_delete() and key not in ("experiment",):
             raise UserError(f"~{key} removes a key sgrnn needs; set it instead ({key}=VALUE)")
         if ov.is_add() or ov.is_force_add():
             known = schema_keys()
+            if ov.is_force_add() and (key in known or key in groups):
+                choices.append((key, values))  # ++KEY=VALUE on a known key is a plain KEY=VALUE
+                continue
             if key in known or key in groups:
                 raise UserError(f"+{key}: sgrnn has this key already; set it without '+' ({key}=...)")
             near = difflib.get_close_matches(key, sorted(known), n=1)

@@ -177,7 +177,7 @@ class Config:
         if self.sg.placement == "between-layers" and (self.sg.name != "on" or self.model.num_layers < 2):
             raise UserError("sg.placement=between-layers needs sg=on and model.num_layers >= 2")
         need, have = memory_estimate(self), physical_memory()
-        if have and need > have:
+        if have and need > have and self.device != "cuda":  # (a GPU's memory is checked by CUDA itself)
             raise UserError(f"model.hidden_size={self.model.hidden_size} with {self.model.num_layers} layer(s) needs "
                             f"about {need / 2**30:.3g} GiB (weights, gradients, Adam's state and M), more than this "
                             f"machine's {have / 2**30:.3g} GiB: nothing was allocated")
@@ -190,8 +190,8 @@ def memory_estimate(cfg) -> float:
     x = cfg.task.get("embedding_size", 0) or (cfg.task.get("bits", 8) + 2)
     core = sum(4 * H * ((x if layer == 0 else H) + H + 2) for layer in range(L)) + H * max(x, 50)
     state = 2 * H * (L if cfg.sg.get("placement", "all") != "top" else 1)
-    m = state * state + state if cfg.sg.name != "off" and not cfg.sg.get("hidden_size") else (
-        2 * state * (cfg.sg.get("hidden_size") or 0) if cfg.sg.name != "off" else 0)
+    has_m = cfg.sg.name in ("on", "aux", "placebo")
+    m = (state * state + state if not cfg.sg.get("hidden_size") else 2 * state * cfg.sg.hidden_size) if has_m else 0
     return 4.0 * 4 * (core + m)
 
 

@@ -10,6 +10,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Optional
 
+from sgrnn.config import schema_default
+
 
 METHODS = {"off": "BPTT", "on": "DNI", "aux": "DNI + Aux", "placebo": "Placebo", "oracle": "Oracle",
            "full": "Full BPTT"}
@@ -99,7 +101,7 @@ def result(s: dict) -> Optional[float]:
 # Config keys that never make runs of one cell differ: the seed, and presentation and resume
 # settings (sgrnn.checkpoint.RESUMABLE_CHANGES less the budgets, which do make a difference).
 NOT_A_DIFFERENCE = {"seed", "device", "task.data_dir", "train.progress", "train.threads", "train.resume",
-                    "train.log_every", "train.checkpoint_every"}
+                    "train.log_every", "train.checkpoint_every", "train.timing"}
 
 
 def flat_config(s: dict) -> dict:
@@ -125,13 +127,18 @@ def group(runs: list[dict]) -> dict:
         first[(s["task"], method_of(s), s["T"])].append(s)
     cells: dict = defaultdict(lambda: defaultdict(list))
     for (task, method, T), members in first.items():
-        flats = [flat_config(s) for s in members]
-        keys = sorted({k for f in flats for k in f} - {k for k in flats[0] if all(f.get(k, None) == flats[0][k]
-                                                                                   and k in f for f in flats)})
+        # A failed cell's summary has no config: it stays in the cell its task, method and T name.
+        flats = [flat_config(s) if isinstance(s.get("config"), dict) else None for s in members]
+        known = [f for f in flats if f is not None]
+        every = sorted({k for f in known for k in f})
+
+        def value(f, k):  # a key an older run lacks ran as its default
+            return f.get(k, schema_default(k))
+        keys = [k for k in every if len({str(value(f, k)) for f in known}) > 1]
         for s, f in zip(members, flats):
             label = method
-            if keys:
-                extra = ", ".join(f"{k}={f.get(k, '-')}" for k in keys)
+            if keys and f is not None:
+                extra = ", ".join(f"{k}={value(f, k)}" for k in keys)
                 label = method[:-1] + f", {extra})" if method.endswith(")") else f"{method} ({extra})"
             cells[(task, label)][T].append(s)
     return cells

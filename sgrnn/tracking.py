@@ -171,7 +171,11 @@ class RunLog:
         self.bar.update(min(100.0, 100.0 * done) - self.bar.n)
 
     def close(self, step: int, stop: str, task_summary: dict, status: str = "complete") -> dict:
-        if self.count:
+        """Write summary.json; for a finished run also the last window's means and the result
+        scalars. An interrupted run writes no scalar: its running sums are in the checkpoint,
+        and the resumed run writes them where the uninterrupted one would."""
+        final = status == "complete"
+        if self.count and final:
             self.flush(step)
         self.bar.close()
         cfg = self.cfg
@@ -204,10 +208,11 @@ class RunLog:
         metrics = _flat_metrics(task_summary)
         hp = {"task": cfg.task.name, "sg": cfg.sg.name, "T": cfg.T, "seed": cfg.seed, "sg_scale": cfg.sg.scale,
               "hidden": cfg.model.hidden_size, "lr": cfg.optim.lr, "sg_lr": cfg.sg.lr}
-        for part in hparams(hp, metrics):
-            self.writer.file_writer.add_summary(part)
-        for k, v in metrics.items():
-            self.writer.add_scalar(k, v, step)
+        if final:
+            for part in hparams(hp, metrics):
+                self.writer.file_writer.add_summary(part)
+            for k, v in metrics.items():
+                self.writer.add_scalar(k, v, step)
         self.writer.close()
         atomic_write_json(self.dir / "summary.json", summary)
         return summary

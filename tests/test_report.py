@@ -335,3 +335,18 @@ def test_full_bptt_is_one_row_shown_at_every_T_beside_the_truncated_ones(tmp_pat
     full = next(line for line in lines if line.startswith("| Full BPTT"))
     assert full.count("**14.5** [14–15] (n=2)") == 4
     assert any(line.startswith("| Oracle |") for line in lines)
+
+
+def test_older_summaries_without_a_new_key_and_failed_cells_pool_with_their_cell():
+    from sgrnn.runs import group
+
+    def run(seed, config, status="complete"):
+        s = {"task": "copy", "sg": "on", "T": 3, "seed": seed, "status": status, "dir": f"x/sg=on,T=3,seed={seed}",
+             "max_solved": {"length": 7}}
+        return {**s, "config": config} if config is not None else s
+    old = {"sg": {"name": "on", "scale": 0.1}, "seed": 0}  # before sg.fit existed
+    new = {"sg": {"name": "on", "scale": 0.1, "fit": "adam"}, "seed": 1, "train": {"timing": False}}
+    cells = group([run(0, old), run(1, new), run(2, None, status="failed")])
+    assert list(cells) == [("copy", "DNI")] and len(cells[("copy", "DNI")][3]) == 3
+    other = group([run(0, old), run(1, {**new, "sg": {**new["sg"], "fit": "ridge"}})])
+    assert sorted(k[1] for k in other) == ["DNI (sg.fit=adam)", "DNI (sg.fit=ridge)"]

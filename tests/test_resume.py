@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ import sgrnn.tasks.ptb as ptb
 import sgrnn.train as trainer
 from sgrnn import checkpoint
 from sgrnn.config import make_config
+from sgrnn.runtime import Interrupted
 
 TINY = ["model.hidden_size=12", "train.log_every=4", "train.checkpoint_every=7", "train.threads=1", "device=cpu",
         "diag.every=10", "diag.batch_size=4", "diag.probe_k=4"]
@@ -100,6 +103,23 @@ def train_killed_at(cfg, folder: Path, at: int, monkeypatch) -> None:
     held["run"].log.writer.close()  # (its events past the checkpoint are purged on resume)
 
 
+def train_signalled_at(cfg, folder: Path, at: int, signum, monkeypatch) -> None:
+    """Train in ``folder`` and send this process ``signum`` during update ``at``: the run stops
+    as under SIGTERM or a cluster's preemption signal (checkpoint, interrupted summary)."""
+    real = trainer.update
+
+    def update(run):
+        real(run)
+        if run.step == at:
+            os.kill(os.getpid(), signum)
+
+    monkeypatch.setattr(trainer, "update", update)
+    with pytest.raises(Interrupted):
+        trainer.train(cfg, folder)
+    monkeypatch.setattr(trainer, "update", real)
+    assert json.loads((folder / "summary.json").read_text())["status"] == "interrupted"
+
+
 def comparable(summary: dict) -> dict:
     out = {k: v for k, v in summary.items() if k not in ("wall_s", "cost")}
     for key in ("solved_at", "valid_curve"):
@@ -159,3 +179,16 @@ def test_the_lambda_targets_waiting_at_a_checkpoint_are_in_it(tmp_path):
     assert len(again.sg.target.pending) == 2
     for p, q in zip(run.sg.target.pending, again.sg.target.pending):
         same_tensors(vars(p), vars(q))
+
+
+@pytest.mark.parametrize("method", ["on-lambda", "placebo"])
+def test_a_run_stopped_by_signals_resumes_to_exactly_the_uninterrupted_run(method, tmp_path, monkeypatch):
+    """SIGTERM, then the preemption signal (SIGUSR2), each mid-episode: the interrupted run's
+    summary and its resumptions leave no scalar the uninterrupted run does not have."""
+    cfg = make_config(*overrides(method, "copy", None))
+    full = trainer.train(cfg, tmp_path / "full")
+    for at, signum in ((9, signal.SIGTERM), (23, signal.SIGUSR2)):
+        train_signalled_at(cfg, tmp_path / "stopped", at, signum, monkeypatch)
+    resumed = trainer.train(cfg, tmp_path / "stopped")
+    assert comparable(resumed) == comparable(full)
+    assert scalars(tmp_path / "stopped") == scalars(tmp_path / "full")

@@ -16,7 +16,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from sgrnn import checkpoint
 from sgrnn.config import make_config
-from sgrnn.errors import UserError
+from sgrnn.errors import Refused, UserError
 from sgrnn.tasks.copy import CopyStream
 from sgrnn.train import train
 
@@ -407,9 +407,27 @@ def test_a_file_where_the_runs_folder_goes_is_one_line(tmp_path):
         preflight([*RUN, f"hydra.sweep.dir={tmp_path}", "-m", "seed=0,1"])
 
 
-def test_forcing_a_resume_with_another_model_or_method_is_one_line(tmp_path):
+def test_forcing_a_resume_with_another_model_or_method_is_refused_and_writes_nothing(tmp_path):
     run_in_process(tmp_path, "train.max_steps=20")
     (tmp_path / "summary.json").unlink()
-    for other in (["model.hidden_size=16"], ["sg=aux"]):
-        with pytest.raises(UserError, match="does not fit this config .*train.resume=restart"):
+    before = snapshot(tmp_path)
+    for other, what in ((["model.hidden_size=16"], "model.hidden_size: 32 -> 16"), (["sg=aux"], "sg"),
+                        (["sg=off"], "sg")):
+        with pytest.raises(Refused, match=rf"another model or method \({what}\).*train.resume=restart"):
             run_in_process(tmp_path, "train.max_steps=40", "train.resume=force", *other)
+        assert snapshot(tmp_path) == before
+    # A method with the same modules (the placebo trains the same M) is what force is for.
+    assert run_in_process(tmp_path, "train.max_steps=40", "train.resume=force", "sg=placebo")["steps"] == 40
+
+
+@pytest.mark.parametrize("args", [
+    ["+hydra.launcher.additional_parameters.mail_type=END", "hydra/launcher=slurm"],
+    ["+hydra.job.env_set.X=1"],
+    ["experiment=copy-dni", "~hydra.sweeper.params.seed"],
+    ["++sg.lr=0.01"],
+    ["~experiment"],
+])
+def test_hydra_s_own_add_and_delete_overrides_are_not_refused(tmp_path, args):
+    from sgrnn.cli import preflight
+
+    preflight([*RUN, *args, f"hydra.run.dir={tmp_path}/run"])

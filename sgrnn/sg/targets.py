@@ -111,7 +111,9 @@ class LambdaTargets:
     def state_dict(self) -> dict:
         """The pending segments: a resumed run completes the targets that were waiting at its
         checkpoint, exactly as the uninterrupted run does."""
-        return {"pending": [{k: getattr(p, k) for k in Pending.__dataclass_fields__} for p in self.pending]}
+        # (cloned: a segment is a view into the task's data, and saving a view saves all of it)
+        return {"pending": [{k: None if (v := getattr(p, k)) is None else v.clone() for k in Pending.__dataclass_fields__}
+                            for p in self.pending]}
 
     def load_state_dict(self, state: dict) -> None:
         device = self.ctx_device
