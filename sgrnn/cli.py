@@ -205,19 +205,9 @@ def preflight(args: list[str]) -> None:
 
 def schema_keys() -> set:
     """Every dotted key of sgrnn's composed config (both task schemas)."""
-    from sgrnn.config import make_config
+    from sgrnn.config import flatten, make_config
 
-    keys: set = set()
-
-    def walk(node, prefix):
-        for k, v in node.items():
-            if isinstance(v, dict):
-                walk(v, f"{prefix}{k}.")
-            else:
-                keys.add(f"{prefix}{k}")
-    for task in ("copy", "ptb"):
-        walk(OmegaConf.to_container(make_config(f"task={task}")), "")
-    return keys
+    return {k for task in ("copy", "ptb") for k in flatten(OmegaConf.to_container(make_config(f"task={task}")))}
 
 
 def main(argv: list[str] | None = None) -> None:

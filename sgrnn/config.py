@@ -249,6 +249,17 @@ SG_OPTIONS = {name: SGConfig(name=name, scale=0.1, target=Target["lambda"], aux_
               for name in ("off", "on", "aux", "placebo", "oracle")}
 
 
+def flatten(node: dict, prefix: str = "") -> dict:
+    """A nested config (a plain dict) as {dotted key: leaf value}."""
+    out = {}
+    for k, v in node.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def schema_default(key: str) -> Any:
     """The dataclass default of a dotted config key (``sg.target``), or ``MISSING`` if none."""
     node, _, name = key.partition(".")

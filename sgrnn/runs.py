@@ -10,7 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Optional
 
-from sgrnn.config import schema_default
+from sgrnn.config import flatten, schema_default
 
 
 METHODS = {"off": "BPTT", "on": "DNI", "aux": "DNI + Aux", "placebo": "Placebo", "oracle": "Oracle",
@@ -106,16 +106,7 @@ NOT_A_DIFFERENCE = {"seed", "device", "task.data_dir", "train.progress", "train.
 
 def flat_config(s: dict) -> dict:
     """A run's config as {dotted key: value}, less the keys in NOT_A_DIFFERENCE."""
-    out = {}
-
-    def walk(node, prefix):
-        for k, v in node.items():
-            if isinstance(v, dict):
-                walk(v, f"{prefix}{k}.")
-            elif f"{prefix}{k}" not in NOT_A_DIFFERENCE:
-                out[f"{prefix}{k}"] = v
-    walk(s.get("config") or {}, "")
-    return out
+    return {k: v for k, v in flatten(s.get("config") or {}).items() if k not in NOT_A_DIFFERENCE}
 
 
 def group(runs: list[dict]) -> dict:

@@ -14,7 +14,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from sgrnn.cli import preflight
-from sgrnn.config import make_config
+from sgrnn.config import flatten, make_config
 from sgrnn.errors import UserError
 from sgrnn.train import train
 
@@ -27,16 +27,7 @@ VALUES = ["0", "1", "2", "3", "-1", "0.5", "1e-9", "1e30", "nan", "inf", "-inf",
 
 
 def schema_leaves() -> list[str]:
-    out = []
-
-    def walk(node, prefix):
-        for k, v in node.items():
-            if isinstance(v, dict):
-                walk(v, f"{prefix}{k}.")
-            else:
-                out.append(f"{prefix}{k}")
-    walk(OmegaConf.to_container(make_config("task=copy", "sg=on")), "")
-    return [k for k in out if not k.startswith(NEVER)]
+    return [k for k in flatten(OmegaConf.to_container(make_config("task=copy", "sg=on"))) if not k.startswith(NEVER)]
 
 
 def draw(rng: random.Random, keys: list[str]) -> list[str]:
