@@ -70,8 +70,14 @@ def train_app(cfg: DictConfig) -> Optional[float]:
             with open(os.environ[FAILED_LOG], "a") as f:
                 f.write(f"{run_dir}: {message}\n")
         return None
-    line = {k: summary[k] for k in ("max_solved", "best_valid_bpc", "test_bpc") if k in summary}
-    print(f"{cfg.task.name} sg={cfg.sg.name} T={cfg.T} seed={cfg.seed}: {line} "
+    if "max_solved" in summary:
+        m = summary["max_solved"]
+        result = (f"length {m['length']} solved (N={m['N']}" + (f", R={m['R']})" if cfg.task.name == "repeat-copy" else ")")
+                  if m["length"] else "no length solved")
+    else:
+        result = f"best validation BPC {summary.get('best_valid_bpc', float('nan')):.3f}, test BPC " \
+                 f"{summary.get('test_bpc', float('nan')):.3f}"
+    print(f"{cfg.task.name} sg={cfg.sg.name} T={cfg.T} seed={cfg.seed}: {result} "
           f"in {summary['steps']} updates, {summary['wall_s']:.0f} s -> {run_dir}/summary.json")
     return objective(summary)
 
@@ -243,10 +249,16 @@ def main(argv: list[str] | None = None) -> None:
             print(f"sgrnn: error: {e}", file=sys.stderr)
             sys.exit(2)
     elif command == "fetch-ptb":
+        import argparse
+
         from sgrnn.fetch import fetch_ptb
 
+        parser = argparse.ArgumentParser(prog="sgrnn fetch-ptb", description="Download Penn Treebank characters "
+                                         "(Mikolov's simple-examples archive), check them, put them in DIR.")
+        parser.add_argument("dir", nargs="?", default="data/ptb", help="where the three files go (default: data/ptb)")
+        ns = parser.parse_args(rest)
         try:
-            fetch_ptb(rest[0] if rest else "data/ptb")
+            fetch_ptb(ns.dir)
         except UserError as e:
             print(f"sgrnn: error: {e}", file=sys.stderr)
             sys.exit(2)

@@ -84,3 +84,18 @@ def test_hydra_features_work_through_the_subcommand():
     assert r.returncode == 0 and "sgrnn train" in r.stdout and "task: copy, ptb, repeat-copy" in r.stdout
     r = sgrnn("nope")
     assert r.returncode == 2 and "unknown command" in r.stderr
+
+
+def test_fetch_ptb_help_is_help_and_writes_nothing(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "sgrnn.cli", "fetch-ptb", "--help"], capture_output=True, text=True,
+                       cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.startswith("usage: sgrnn fetch-ptb") and not any(tmp_path.iterdir())
+
+
+def test_a_finished_run_ends_with_a_readable_line(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "sgrnn.cli", "train", "task=copy", "sg=on", "model.hidden_size=8",
+                        "task.batch_size=4", "train.max_steps=40", "diag.every=0", "device=cpu",
+                        f"hydra.run.dir={tmp_path}"], capture_output=True, text=True)
+    last = r.stdout.strip().splitlines()[-1]
+    assert r.returncode == 0 and last.startswith("copy sg=on T=3 seed=0: ") and "{" not in last
+    assert ("no length solved" in last or "solved (N=" in last) and f"-> {tmp_path}/summary.json" in last
