@@ -203,14 +203,15 @@ def test_the_readme_table1_is_the_generated_one():
 def test_the_committed_table1_is_what_the_committed_cells_give():
     """docs/table1/table1.md (and so README's block) and table1.csv are regenerated exactly from the
     finished cells' summary.json in docs/table1/cells: every number in them traces to a committed
-    run, and the grid is complete (117 finished cells)."""
+    run, and every committed cell is a finished one (117 of the grid's 147 at least)."""
     import io
 
     from sgrnn.report import provenance, table1
     from sgrnn.runs import group, load_runs
 
-    runs = load_runs(ROOT / "docs" / "table1" / "cells")
-    assert len(runs) == 117 and all(s["status"] == "complete" for s in runs)
+    cells = ROOT / "docs" / "table1" / "cells"
+    runs = load_runs(cells)
+    assert len(runs) == len(list(cells.rglob("summary.json"))) >= 117 and all(s["status"] == "complete" for s in runs)
     table, rows = table1(group(runs))
     assert "\n".join(table + provenance(runs)) + "\n" == (ROOT / "docs" / "table1" / "table1.md").read_text()
     out = io.StringIO(newline="")
