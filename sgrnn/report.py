@@ -285,7 +285,7 @@ def provenance(runs: list[dict]) -> list[str]:
     hosts = Counter(", ".join(f"{k} {v}" for k, v in s["host"].items()) if s.get("host") else "not recorded"
                     for s in done)
     commits = Counter(s.get("commit") or "not recorded" for s in done)
-    lines = ["Hardware (finished runs): " + "; ".join(f"{h} ({n} runs)" for h, n in hosts.most_common()) + ".",
+    lines = ["Hardware (finished runs): " + "; ".join(f"{h} ({n} run{'s' * (n != 1)})" for h, n in hosts.most_common()) + ".",
              "Threads per run: " + ", ".join(sorted({str(s.get("threads")) for s in done})) + "; source commit: "
              + ", ".join(f"{c} ({n})" for c, n in commits.most_common()) + ".", ""]
     lines += ["| task | method | cells | wall minutes per cell, median [min–max] | cell-hours |", "|---|---|---|---|---|"]
@@ -301,7 +301,7 @@ def provenance(runs: list[dict]) -> list[str]:
     if commands:
         lines += ["Commands (each cell's own, folded into sweeps):", "", *[f"    {c}" for c in commands], ""]
     if unrecorded:
-        lines += [f"({unrecorded} finished runs predate the recorded command.)", ""]
+        lines += [f"({unrecorded} finished run{'s' * (unrecorded != 1)} predate{'s' * (unrecorded == 1)} the recorded command.)", ""]
     return lines
 
 
@@ -340,7 +340,7 @@ def report(runs_dir: str | Path, out: Optional[str | Path] = None) -> Path:
     made = provenance(runs)
     skipped = [f"- `{Path(folder).relative_to(root)}`: {what}" for folder, what in problems]
     lines = [f"# sgrnn report: {root.name}", "",
-             f"{len(runs)} runs ({n_done} finished, {len(runs) - n_done} failed or unfinished), from their summary.json"
+             f"{len(runs)} run{'s' * (len(runs) != 1)} ({n_done} finished, {len(runs) - n_done} failed or unfinished), from their summary.json"
              + (f"; {len(problems)} more folders not read (listed below)." if problems else "."), "",
              *(["Folders not read:", "", *skipped, ""] if skipped else []),
              "## Table 1", "", *table, "## How the runs were made", "", *made, *cost_section(cells),

@@ -130,11 +130,11 @@ def test_report_names_the_hardware_the_wall_time_and_the_commands_folded_into_sw
                              threads=1))
     write(tmp_path / "copy" / "off,T=2,seed=0", **copy_run(2, 0, 4, wall_s=120.0))  # an older run: no host, no command
     table = (report(tmp_path) / "table1.md").read_text()
-    assert "cpu AMD EPYC, cores 2, torch 2.13.0+cpu, python 3.11.7 (4 runs); not recorded (1 runs)" in table
+    assert "cpu AMD EPYC, cores 2, torch 2.13.0+cpu, python 3.11.7 (4 runs); not recorded (1 run)" in table
     assert "source commit: abc1234 (4), not recorded (1)" in table
     assert "| Copy | DNI | 4 | 3.0 [2.0–4.0] | 0.20 |" in table  # wall minutes 2, 3, 3, 4
     assert "    sgrnn train -m experiment=copy-dni train.threads=1 T=2,3 seed=0,1" in table
-    assert "(1 finished runs predate the recorded command.)" in table
+    assert "(1 finished run predates the recorded command.)" in table
 
 
 def test_the_paper_budget_is_measured_where_reached_and_extrapolated_in_a_straight_line_otherwise(tmp_path):
