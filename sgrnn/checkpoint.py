@@ -127,17 +127,8 @@ def set_aside_corrupt(folder: Path, ckpt: dict) -> None:
 
 
 def restore(run, ckpt: dict) -> None:
-    """Put a run back in the state it was in when ``ckpt`` was written (a checkpoint of another
-    model or method, under train.resume=force, is one line)."""
-    try:
-        _restore(run, ckpt)
-    except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as e:
-        raise UserError(f"the checkpoint in {run.log.dir} does not fit this config ({str(e).splitlines()[0][:120]}): "
-                        "train.resume=force continues a run of the same model and method only; "
-                        "use train.resume=restart to start over") from None
-
-
-def _restore(run, ckpt: dict) -> None:
+    """Put a run back in the state it was in when ``ckpt`` was written (``resume_point`` has
+    refused a checkpoint of another model or method, forced or not)."""
     run.core.load_state_dict(ckpt["core"])
     run.sg.load_state_dict(ckpt["sg"])
     run.opt.load_state_dict(ckpt["opt"])

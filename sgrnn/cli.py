@@ -200,12 +200,9 @@ def preflight(args: list[str]) -> None:
         if "${" not in base_dir and task_dir.exists() and not task_dir.is_dir():
             raise UserError(f"cannot create the run folders: {task_dir} is a file, not a folder")
         if cfg.task.name == "ptb" and cfg.task.data_dir not in ptb_checked:  # once, before any cell runs
-            from sgrnn.tasks.ptb import FILES, HOW_TO_GET
+            from sgrnn.tasks.ptb import check_present
 
-            missing = [f for f in FILES.values() if not (Path(cfg.task.data_dir).expanduser() / f).is_file()]
-            if missing:
-                raise UserError(f"PTB data not found: {', '.join(missing)} missing in "
-                                f"{Path(cfg.task.data_dir).expanduser().resolve()}; {HOW_TO_GET}")
+            check_present(cfg.task.data_dir)
             ptb_checked.add(cfg.task.data_dir)
 
 

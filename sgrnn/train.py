@@ -49,11 +49,14 @@ class Run:
     step: int = 0  # parameter updates done
 
 
-def setup(cfg: DictConfig, run_dir: str | Path, slot: Slot = Slot(), ckpt: Any = "find") -> Run:
+FIND = object()  # setup's default: look for the run folder's checkpoint
+
+
+def setup(cfg: DictConfig, run_dir: str | Path, slot: Slot = Slot(), ckpt: Any = FIND) -> Run:
     """Build a run; resume it from the run folder's checkpoint when there is one (``ckpt``: the
     one :func:`checkpoint.resume_point` accepted, when the caller looked already)."""
     validate(cfg)
-    if ckpt == "find":
+    if ckpt is FIND:
         ckpt = checkpoint.resume_point(cfg, Path(run_dir))
     device = pick_device(cfg.device, slot)
     torch.set_num_threads(cfg.train.threads or max(1, usable_cores() // slot.jobs))

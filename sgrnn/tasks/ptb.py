@@ -42,13 +42,19 @@ HOW_TO_GET = (
 )
 
 
-def load_ptb(data_dir: str | Path, verify: bool = True) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Return ({split: LongTensor of symbol ids}, vocabulary), after checking the files exist
-    and match their SHA-256."""
+def check_present(data_dir: str | Path) -> Path:
+    """The data folder, resolved, once its three files are there (one line naming the missing ones)."""
     root = Path(data_dir).expanduser().resolve()
     missing = [FILES[s] for s in SPLITS if not (root / FILES[s]).is_file()]
     if missing:
         raise UserError(f"PTB data not found: {', '.join(missing)} missing in {root}; {HOW_TO_GET}")
+    return root
+
+
+def load_ptb(data_dir: str | Path, verify: bool = True) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Return ({split: LongTensor of symbol ids}, vocabulary), after checking the files exist
+    and match their SHA-256."""
+    root = check_present(data_dir)
     streams = {}
     for s in SPLITS:
         path = root / FILES[s]
