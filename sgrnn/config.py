@@ -120,11 +120,15 @@ class SGConfig:
     ridge_decay: float = field(default=0.995, metadata=UNIT)  # sg.fit=ridge: weight of the past per update (0.995: a memory of ~200 updates)
     ridge: float = field(default=0.1, metadata=NON_NEGATIVE)  # sg.fit=ridge: L2 penalty, times the mean diagonal of the inputs' second moments
     ridge_every: int = field(default=10, metadata=POSITIVE)  # sg.fit=ridge: updates between solves (a (2H+1)^2 system each)
+    history: int = field(default=0, metadata=NON_NEGATIVE)  # M also reads the last K input steps (0 = the state only; sgrnn.sg.history)
 
     def check(self) -> None:
         if self.fit == "ridge" and (self.hidden_size or self.placement == "between-layers" or self.dtype != "float32"):
             raise UserError("sg.fit=ridge fits a linear float32 M at the truncation boundaries: it needs "
                             "sg.hidden_size=0, sg.dtype=float32 and sg.placement=all or top")
+        if self.history and (self.name in ("off", "oracle") or self.placement == "between-layers"):
+            raise UserError("sg.history is what M reads at the truncation boundaries: it needs an M there "
+                            "(sg=on, aux or placebo) and sg.placement=all or top")
 
 
 @dataclass
@@ -190,7 +194,7 @@ def memory_estimate(cfg) -> float:
     x = cfg.task.get("embedding_size", 0) or (cfg.task.get("bits", 8) + 2)
     core = sum(4 * H * ((x if layer == 0 else H) + H + 2) for layer in range(L)) + H * max(x, 50)
     state = 2 * H * (L if cfg.sg.get("placement", "all") != "top" else 1)
-    has_m = cfg.sg.name in ("on", "aux", "placebo")
+    has_m = cfg.sg.name not in ("off", "oracle")  # every other method has an M (a lower bound if not)
     m = (state * state + state if not cfg.sg.get("hidden_size") else 2 * state * cfg.sg.hidden_size) if has_m else 0
     return 4.0 * 4 * (core + m)
 
@@ -211,7 +215,7 @@ def check(cfg) -> None:
         if name not in options:
             raise UserError(f"{group}.name={name} names no {group} of this config (valid: {', '.join(options)}); "
                             f"choose one with {group}=NAME")
-    task = PTBTaskConfig if cfg.task.name == "ptb" else CopyTaskConfig
+    task = type(TASKS[cfg.task.name])  # the task's own schema and checks (its entry in TASKS)
     nodes = [("", Config, cfg), ("task.", task, cfg.task), ("sg.", SGConfig, cfg.sg), ("model.", ModelConfig, cfg.model),
              ("optim.", OptimConfig, cfg.optim), ("train.", TrainConfig, cfg.train), ("diag.", DiagConfig, cfg.diag)]
     for prefix, schema, node in nodes:
@@ -230,6 +234,9 @@ def check(cfg) -> None:
             schema.check(node)  # the node's cross-field checks (a DictConfig reads like the dataclass)
 
 
+# The task group's options: a task is a stream (its module in sgrnn/tasks registers its builder
+# with @register_task) plus its entry here, a typed config dataclass whose ``check`` holds its
+# cross-field checks.
 TASKS = {
     "copy": CopyTaskConfig(),
     "repeat-copy": CopyTaskConfig(name="repeat-copy", repeat=True),
@@ -263,8 +270,9 @@ def flatten(node: dict, prefix: str = "") -> dict:
 def schema_default(key: str) -> Any:
     """The dataclass default of a dotted config key (``sg.target``), or ``MISSING`` if none."""
     node, _, name = key.partition(".")
+    tasks = list(dict.fromkeys(type(t) for t in TASKS.values()))
     classes = {"sg": [SGConfig], "model": [ModelConfig], "optim": [OptimConfig], "train": [TrainConfig],
-               "diag": [DiagConfig], "task": [CopyTaskConfig, PTBTaskConfig]}.get(node, [])
+               "diag": [DiagConfig], "task": tasks}.get(node, [])
     for cls in classes:
         value = getattr(cls(), name, MISSING)
         if value is not MISSING:

@@ -68,7 +68,8 @@ def setup(cfg: DictConfig, run_dir: str | Path, slot: Slot = Slot(), ckpt: Any =
                     aux_size=sg_size if cfg.sg.name == "aux" else 0)
     core.to(device)
     ctx = Context(core.state_size, 2 * H, device, core, task.loss,
-                  oracle=partial(oracle_gradient, core, task, cfg.sg.oracle_lookahead, cfg.T))
+                  oracle=partial(oracle_gradient, core, task, cfg.sg.oracle_lookahead, cfg.T),
+                  input_size=task.input_size, vocab_size=task.vocab_size)
     sg = make_method(cfg.sg, ctx)
     groups = [{"params": list(core.parameters()), "lr": cfg.optim.lr}]
     if cfg.sg.name != "off":

@@ -38,13 +38,15 @@ METHODS = {
     "on-lambda-window3": ["sg=on", "sg.window=3", "sg.lambda_=0.5"],
     "on-undiscounted": ["sg=on", "sg.scale_in_target=false"],
     "on-ridge": ["sg=on", "sg.fit=ridge", "sg.ridge_every=3", "sg.input_norm=rms"],
+    "on-history": ["sg=on", "sg.history=4", "sg.input_norm=rms", "sg.scale=1"],
     "aux": ["sg=aux"],
     "placebo": ["sg=placebo"],
     "oracle": ["sg=oracle"],
     "between-layers": ["sg=on", "sg.placement=between-layers", "model.num_layers=2"],
 }
 CASES = [(m, "copy") for m in METHODS] + [("on-lambda", "repeat-copy"), ("aux", "repeat-copy"),
-                                          ("on-lambda", "ptb"), ("oracle", "ptb"), ("off", "ptb")]
+                                          ("on-lambda", "ptb"), ("oracle", "ptb"), ("off", "ptb"),
+                                          ("on-history", "ptb")]
 
 
 class Killed(Exception):

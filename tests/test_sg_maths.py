@@ -280,3 +280,55 @@ def test_ridge_M_trains_through_the_trainer_and_starts_as_plain_truncated_bptt(t
     for _ in range(10):
         update(run)
     assert run.sg.model.net[0].weight.abs().sum() > 0 and int(run.sg.model.fits) > 3
+
+
+@pytest.mark.parametrize("target", ["bootstrap", "lambda"])
+def test_history_M_reads_the_last_K_inputs_and_its_closed_form_regression_is_autograds(target):
+    """sg.history=K: at every boundary M reads [state, the episode's last K inputs (zeros before
+    its start)]; the trainer's window equals the instruments' (m_inputs, from the whole
+    episode), the regression pairs carry it, and the linear M's hand-written gradient on those
+    inputs is autograd's (float64)."""
+    from sgrnn.tasks import Segment
+
+    task, ep, core, segments = setup(T=2, N=4, layers=1)
+    K, B, F = 5, ep.x.shape[1], task.input_size
+    cfg = sg_cfg(history=K, target=target, input_norm="rms", scale=1.0, window=2, loss_weight=0.7)
+    dni = make_method(cfg, Context(core.state_size, core.state_size, torch.device("cpu"), core, task.loss,
+                                   input_size=F))
+    dni.model.double()
+    nn.init.normal_(dni.model.net[-1].weight, std=0.3)
+    assert dni.model.net[0].weight.shape == (core.state_size, core.state_size + K * F)
+    state, seen, ends = core.zero_state(B, "cpu").double(), [], []
+    for k, seg in enumerate(segments):
+        first, last = k == 0, k == len(segments) - 1
+        s0 = dni.start(state, first)
+        logits, s_end = core(ep.x[seg], s0)
+        b = dni.predict(s0, s_end, last=last, seg=Segment(ep.x[seg], ep.y[seg], ep.mask[seg], first, last))
+        t = seg.stop
+        window = torch.cat([torch.zeros(B, max(0, K - t) * F, dtype=torch.float64),
+                            ep.x[max(0, t - K):t].permute(1, 0, 2).reshape(B, -1)], dim=1)
+        torch.testing.assert_close(dni.history.window, window, rtol=0, atol=0)
+        if not first:
+            torch.testing.assert_close(b.m_start, torch.cat([s0.detach(), seen[-1]], dim=1), rtol=0, atol=0)
+        if not last:
+            torch.testing.assert_close(b.g_hat, dni.model(torch.cat([s_end.detach(), window], dim=1)))
+            ends.append(torch.cat([s_end.detach(), window], dim=1))
+        seen.append(window)
+        dni.backward(task.loss(logits, ep.y[seg], ep.mask[seg]), b)
+        dni.model.zero_grad()
+        pairs = dni.target.targets(b)
+        for m_in, _, _ in pairs:  # every pair's input is a boundary's [state, window]
+            assert any(torch.equal(m_in, e) for e in ends)
+        if pairs:
+            m_in, tgt = torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
+            dni.model.regress(m_in, tgt, 0.7)
+            by_hand = [p.grad.clone() for p in dni.model.parameters()]
+            dni.model.zero_grad()
+            (0.5 * 0.7 * (dni.model(m_in) - tgt).pow(2).sum(1).mean()).backward()
+            for a, p in zip(by_hand, dni.model.parameters()):
+                torch.testing.assert_close(a, p.grad, rtol=1e-12, atol=1e-12)
+        state = s_end.detach()
+    # the instruments rebuild the same inputs from the whole episode
+    states = [e[:, :core.state_size] for e in ends]
+    for a, b in zip(dni.m_inputs(states, ep.x, 2), ends):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -42,6 +42,8 @@ class Context:
     core: Optional[nn.Module] = None  # for targets that re-run past segments (sg.target=lambda)
     loss: Optional[Callable] = None  # task.loss(logits, y, mask)
     oracle: Optional[Callable] = None  # s_end -> exact per-sequence future gradient (sg=oracle)
+    input_size: int = 0  # the task's input width per step (sg.history)
+    vocab_size: int = 0  # its vocabulary when inputs are symbol ids (0: float vectors)
 
 
 @dataclass
@@ -55,6 +57,7 @@ class Boundary:
     g_hat: Optional[torch.Tensor] = None  # the prediction at s_end (per sequence, unscaled, detached)
     given: Optional[torch.Tensor] = None  # what the core is given in its place (the placebo's permutation)
     pred_start: Optional[torch.Tensor] = None  # M(s_start), from predict's shared product (linear M)
+    m_start: Optional[torch.Tensor] = None  # M's input at s_start when it is more than the state (sg.history)
     aux: Optional[torch.Tensor] = None  # an extra loss term for the core (sg=aux)
     links: list = field(default_factory=list)  # between-layers: (output of layer l, input leaf of l+1)
     x: Optional[torch.Tensor] = None  # the segment's data, for targets that re-run it

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from sgrnn.sg.base import Boundary, Context, Method, register
+from sgrnn.sg.history import InputHistory
 from sgrnn.sg.models import input_block, make_m
 from sgrnn.sg.targets import Bootstrap, LambdaTargets
 
@@ -46,7 +47,11 @@ class BoundarySG(Method):
         # Where M reads and injects: every layer's (h, c), or only the top layer's.
         self.cols = slice(ctx.state_size - ctx.top_size, ctx.state_size) if top else slice(None)
         self.size = ctx.top_size if top else ctx.state_size
-        self.model = make_m(self.size, cfg.hidden_size, cfg.dtype, input_block(cfg, ctx.top_size // 2), cfg).to(ctx.device)
+        steps = int(cfg.get("history", 0))
+        self.history = InputHistory(steps, ctx.input_size, ctx.vocab_size) if steps else None
+        extra = self.history.width if self.history else 0
+        self.model = make_m(self.size, cfg.hidden_size, cfg.dtype, input_block(cfg, ctx.top_size // 2), cfg,
+                            extra).to(ctx.device)
         self.scale, self.loss_weight, self.start_step = cfg.scale, cfg.loss_weight, cfg.start_step
         self.gamma = cfg.scale if cfg.scale_in_target else 1.0  # the weight of g_hat in M's target
         self.target = TARGETS[cfg.target](cfg, ctx, self.cols, self.gamma)
@@ -55,13 +60,26 @@ class BoundarySG(Method):
         return [p for p in self.model.parameters() if p.requires_grad]
 
     def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "depth": {}, "target": self.target.state_dict()}
+        out = {"model": self.model.state_dict(), "depth": {}, "target": self.target.state_dict()}
+        if self.history:
+            out["history"] = self.history.state_dict()
+        return out
 
     def load_state_dict(self, state) -> None:
         if state is not None and "depth" not in state:  # checkpoints of sgrnn before between-layers
             state = {"model": state}
         self.model.load_state_dict(state["model"])
         self.target.load_state_dict(state.get("target", {}))  # none before the lambda target's was kept
+        if self.history:
+            self.history.load_state_dict(state.get("history", {}), self.ctx.device)
+
+    def m_inputs(self, states: list, x: torch.Tensor, T: int) -> list:
+        """M's inputs at the boundaries of an episode ``x`` read from its start, given the states
+        there (M's columns; boundary k after step (k + 1) T): the states, with the input window
+        when ``sg.history`` is on (the instruments)."""
+        if not self.history:
+            return states
+        return [torch.cat([s, self.history.at(x, (k + 1) * T)], dim=1) for k, s in enumerate(states)]
 
     def start(self, state: torch.Tensor, first: bool) -> torch.Tensor:
         """A leaf requiring grad at every truncation boundary (its .grad becomes the target)."""
@@ -76,10 +94,15 @@ class BoundarySG(Method):
         b = Boundary(s_start, s_end, last=last, inject=step >= self.start_step)
         if seg is not None:
             b.x, b.y, b.mask = seg.x, seg.y, seg.mask
+        start = s_start.detach()[:, self.cols] if s_start.requires_grad else None
+        end = s_end.detach()[:, self.cols]
+        if self.history:  # M also reads the input window (sg.history)
+            before, after = self.history.advance(seg.x, seg.first)
+            start = None if start is None else torch.cat([start, before], dim=1)
+            end, b.m_start = torch.cat([end, after], dim=1), start
         if not last:
             with torch.no_grad():
-                start = s_start.detach()[:, self.cols] if s_start.requires_grad else None
-                b.g_hat, b.pred_start = self.model.predict(s_end.detach()[:, self.cols], start)
+                b.g_hat, b.pred_start = self.model.predict(end, start)
             b.given = self.give(b.g_hat)
         return b
 

@@ -40,16 +40,28 @@ def rms_blocks(s: torch.Tensor, block: int, eps: float = 1e-6) -> torch.Tensor:
     return (b * torch.rsqrt(b.pow(2).mean(dim=2, keepdim=True) + eps)).flatten(1)
 
 
+def normalised(s: torch.Tensor, block: int, size: int) -> torch.Tensor:
+    """M's input: the state's ``size`` columns per block of ``block`` units divided by their RMS
+    (``block`` 0: as is), then any further columns (``sg.history``'s inputs) as they are."""
+    if not block:
+        return s
+    if s.shape[1] == size:
+        return rms_blocks(s, block)
+    return torch.cat([rms_blocks(s[:, :size], block), s[:, size:]], dim=1)
+
+
 class LinearM(nn.Module):
-    def __init__(self, size: int, low: Optional[torch.dtype] = None, block: int = 0):
+    """``extra``: input columns past the state's ``size`` (``sg.history``); the output is ``size``."""
+
+    def __init__(self, size: int, low: Optional[torch.dtype] = None, block: int = 0, extra: int = 0):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(size, size))
+        self.net = nn.Sequential(nn.Linear(size + extra, size))
         nn.init.zeros_(self.net[0].weight)
         nn.init.zeros_(self.net[0].bias)
-        self.low, self.block = low, block
+        self.low, self.block, self.size = low, block, size
 
     def inputs(self, s: torch.Tensor) -> torch.Tensor:
-        return rms_blocks(s, self.block) if self.block else s
+        return normalised(s, self.block, self.size)
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
         s = self.inputs(s)
@@ -82,15 +94,15 @@ class LinearM(nn.Module):
 
 
 class MLPM(nn.Module):
-    def __init__(self, size: int, hidden: int, low: Optional[torch.dtype] = None, block: int = 0):
+    def __init__(self, size: int, hidden: int, low: Optional[torch.dtype] = None, block: int = 0, extra: int = 0):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(size, hidden), nn.ReLU(), nn.Linear(hidden, size))
+        self.net = nn.Sequential(nn.Linear(size + extra, hidden), nn.ReLU(), nn.Linear(hidden, size))
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
-        self.low, self.block = low, block
+        self.low, self.block, self.size = low, block, size
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
-        s = rms_blocks(s, self.block) if self.block else s
+        s = normalised(s, self.block, self.size)
         if self.low is None:
             return self.net(s)
         with torch.autocast(s.device.type, dtype=self.low):
@@ -112,11 +124,12 @@ class RidgeM(LinearM):
     are in the checkpoint; its weights get no gradient (Adam leaves them alone)."""
 
     def __init__(self, size: int, low: Optional[torch.dtype] = None, block: int = 0, decay: float = 0.995,
-                 ridge: float = 0.1, every: int = 10):
-        super().__init__(size, low, block)
+                 ridge: float = 0.1, every: int = 10, extra: int = 0):
+        super().__init__(size, low, block, extra)
         self.decay, self.ridge, self.every = decay, ridge, every
-        self.register_buffer("xx", torch.zeros(size + 1, size + 1, dtype=torch.float64))  # sum of D [s 1]^T [s 1]
-        self.register_buffer("xy", torch.zeros(size + 1, size, dtype=torch.float64))  # sum of D [s 1]^T target
+        n = size + extra + 1
+        self.register_buffer("xx", torch.zeros(n, n, dtype=torch.float64))  # sum of D [s 1]^T [s 1]
+        self.register_buffer("xy", torch.zeros(n, size, dtype=torch.float64))  # sum of D [s 1]^T target
         self.register_buffer("fits", torch.zeros((), dtype=torch.long))  # regressions seen
         for p in self.parameters():
             p.requires_grad_(False)
@@ -145,14 +158,15 @@ class RidgeM(LinearM):
         lin.bias.copy_(w[-1].to(lin.bias.dtype))
 
 
-def make_m(size: int, hidden: int = 0, dtype: str = "float32", block: int = 0, fit=None) -> nn.Module:
+def make_m(size: int, hidden: int = 0, dtype: str = "float32", block: int = 0, fit=None, extra: int = 0) -> nn.Module:
     """M for a state of ``size`` units: linear (hidden = 0) or one hidden ReLU layer; ``block``
     > 0: its input normalised per block of that many units (``sg.input_norm=rms``); ``fit``: the
-    sg config node, whose ``fit=ridge`` makes the linear M a :class:`RidgeM`."""
+    sg config node, whose ``fit=ridge`` makes the linear M a :class:`RidgeM`; ``extra``: input
+    columns past the state (``sg.history``)."""
     low = torch.bfloat16 if dtype == "bfloat16" else None
     if fit is not None and fit.get("fit", "adam") == "ridge":
-        return RidgeM(size, low, block, float(fit.ridge_decay), float(fit.ridge), int(fit.ridge_every))
-    return MLPM(size, hidden, low, block) if hidden else LinearM(size, low, block)
+        return RidgeM(size, low, block, float(fit.ridge_decay), float(fit.ridge), int(fit.ridge_every), extra)
+    return MLPM(size, hidden, low, block, extra) if hidden else LinearM(size, low, block, extra)
 
 
 def input_block(cfg, hidden_size: int) -> int:

@@ -43,6 +43,11 @@ def future_gradients(core, loss_fn, x, y, mask, state: torch.Tensor, T: int) -> 
     return states, [B * g if g is not None else torch.zeros_like(st) for g, st in zip(grads, states)]
 
 
+def m_inputs(method, states: list, x: torch.Tensor, T: int) -> list:
+    """M's inputs at an episode's boundaries: the states, plus what else the method's M reads."""
+    return method.m_inputs(states, x, T) if hasattr(method, "m_inputs") else states
+
+
 def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     """Mean over rows of the cosine of a and b."""
     return F.cosine_similarity(a, b, dim=-1, eps=1e-12).mean().item()
@@ -107,7 +112,7 @@ def sg_quality(method, core, loss_fn, x, y, mask, T: int, fit: Optional[tuple] =
         return {}
     cols = method.cols
     with torch.no_grad():
-        preds = [method.model(s[:, cols]) for s in states[1:]]
+        preds = [method.model(m) for m in m_inputs(method, [s[:, cols] for s in states[1:]], x, T)]
     true = [g[:, cols] for g in grads[1:]]
     cos, ratio, norm = _cos_and_ratio(torch.cat(preds), torch.cat(true))
     out = {"diag/sg_state_cos": cos, "diag/sg_norm_ratio": ratio, "diag/true_grad_norm": norm}

@@ -37,6 +37,10 @@ class Pending:
     y: torch.Tensor
     mask: Optional[torch.Tensor]
     g_end: Optional[torch.Tensor]  # g_hat at its end (None: the episode ended there)
+    m_start: Optional[torch.Tensor] = None  # M's input at s_start if more than the state (sg.history)
+
+    def m_input(self, cols: slice) -> torch.Tensor:
+        return self.s_start[:, cols] if self.m_start is None else self.m_start
 
 
 def vjp_segment(core, loss_fn: Callable, p: Pending, v: Optional[torch.Tensor], cols: slice) -> torch.Tensor:
@@ -97,7 +101,8 @@ class Bootstrap:
         if b.s_start.grad is None:
             return []
         s = b.s_start
-        return [(s.detach()[:, self.cols], s.grad[:, self.cols].detach() * s.shape[0], b.pred_start)]
+        m_in = s.detach()[:, self.cols] if b.m_start is None else b.m_start
+        return [(m_in, s.grad[:, self.cols].detach() * s.shape[0], b.pred_start)]
 
 
 class LambdaTargets:
@@ -125,14 +130,14 @@ class LambdaTargets:
             return []
         # The newest segment's bootstrapped target, from the core's own pass, ends every sweep.
         u_here = b.s_start.grad[:, self.cols].detach() * b.s_start.shape[0]
-        self.pending.append(Pending(b.s_start.detach(), b.x, b.y, b.mask, None if b.last else b.g_hat))
+        self.pending.append(Pending(b.s_start.detach(), b.x, b.y, b.mask, None if b.last else b.g_hat, b.m_start))
         if b.last:  # nothing flows past the episode's end: every pending target completes now
             done, self.pending = self.pending, []
             us = lambda_sweep(self.core, self.loss, done[:-1], u_here, self.lam, self.gamma, self.cols) + [u_here]
-            return [(p.s_start[:, self.cols], u, None) for p, u in zip(done, us)]
+            return [(p.m_input(self.cols), u, None) for p, u in zip(done, us)]
         if len(self.pending) < self.K:
             return []
         # The oldest pending start state's window (K segments, the newest included) is complete.
         us = lambda_sweep(self.core, self.loss, self.pending[:-1], u_here, self.lam, self.gamma, self.cols)
         oldest = self.pending.pop(0)
-        return [(oldest.s_start[:, self.cols], us[0] if us else u_here, b.pred_start if len(us) == 0 else None)]
+        return [(oldest.m_input(self.cols), us[0] if us else u_here, b.pred_start if len(us) == 0 else None)]

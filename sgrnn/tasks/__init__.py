@@ -2,14 +2,22 @@
 
 :class:`Stream` is all the trainer (``sgrnn.train``), the instruments (``sgrnn.diag``,
 ``sgrnn.sg.quality``), the logger (``sgrnn.tracking``) and checkpoints know about a task; the
-report reads only what ``summary()`` puts in ``summary.json``. Adding a task is one module here
-with a class that satisfies it, one branch in :func:`make_task`, and one config entry.
+report reads only what ``summary()`` puts in ``summary.json``: a curriculum task's ``max_solved``
+(a length: higher is better) or a language model's ``test_bpc`` (lower is better).
+
+Adding a task is one module here, whose builder registers under the task's name
+(``@register_task("name")``: ``build(cfg, T, device, generator) -> Stream``), plus its entry in
+``sgrnn.config.TASKS``: a typed config dataclass whose ``check`` holds the task's own checks.
+``tests/test_extending.py`` adds one and trains and reports it without editing any other module.
 """
+
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from dataclasses import dataclass
-from typing import Optional, Protocol
+from typing import Callable, Optional, Protocol
 
 import torch
 
@@ -69,18 +77,22 @@ class Stream(Protocol):
         """The task's part of summary.json (Copy: max_solved, solved lengths; PTB: BPCs)."""
 
 
+BUILDERS: dict[str, Callable] = {}
+
+
+def register_task(name: str) -> Callable[[Callable], Callable]:
+    """Decorator: ``build(cfg, T, device, generator) -> Stream`` makes the stream of ``task=name``."""
+    def put(build: Callable) -> Callable:
+        BUILDERS[name] = build
+        return build
+    return put
+
+
 def make_task(cfg, T: int, device: torch.device, generator: torch.Generator) -> Stream:
-    if cfg.task.name in ("copy", "repeat-copy"):
-        from sgrnn.tasks.copy import ContinuousCopyStream, CopyStream
-
-        stream = ContinuousCopyStream if cfg.task.get("protocol", "episodic") == "continuous" else CopyStream
-        return stream(cfg.task, T, device, generator)
-    if cfg.task.name == "ptb":
-        from sgrnn.tasks.ptb import PTBStream
-
-        stream = PTBStream(cfg.task, T, device)
-        if cfg.diag.every:  # the instruments' held-out draws must fit the validation text
-            stream.check_heldout(cfg.diag.batch_size, cfg.diag.length, "diag.batch_size")
-            stream.check_heldout(cfg.diag.ceiling_batch, cfg.diag.length, "diag.ceiling_batch")
-        return stream
-    raise ValueError(f"unknown task {cfg.task.name!r}")
+    """The stream of ``cfg.task.name``, from the builder its module registered."""
+    if cfg.task.name not in BUILDERS:
+        for module in pkgutil.iter_modules(__path__):  # every task module registers its builder
+            importlib.import_module(f"{__name__}.{module.name}")
+    if cfg.task.name not in BUILDERS:
+        raise ValueError(f"no stream is registered for task {cfg.task.name!r} (sgrnn.tasks.register_task)")
+    return BUILDERS[cfg.task.name](cfg, T, device, generator)

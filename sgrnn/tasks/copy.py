@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from sgrnn.tasks import Segment
+from sgrnn.tasks import Segment, register_task
 
 
 @dataclass
@@ -346,3 +346,11 @@ class ContinuousCopyStream(CopyStream):
         self.served = None if state["served"] is None else tuple(t.to(self.device) for t in state["served"])
         self.since_record, self.started = state["since_record"], state["started"]
 
+
+
+@register_task("copy")
+@register_task("repeat-copy")
+def build(cfg, T: int, device, generator) -> CopyStream:
+    """Copy and Repeat Copy (``task.repeat``), episodic or as endless streams (``task.protocol``)."""
+    stream = ContinuousCopyStream if cfg.task.get("protocol", "episodic") == "continuous" else CopyStream
+    return stream(cfg.task, T, device, generator)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from sgrnn.errors import UserError
-from sgrnn.tasks import Segment
+from sgrnn.tasks import Segment, register_task
 
 SPLITS = ("train", "valid", "test")
 FILES = {s: f"ptb.char.{s}.txt" for s in SPLITS}
@@ -218,3 +218,12 @@ class PTBStream:
             "epochs": self.epoch + self.pos / self.train.shape[0],
             "vocab_size": len(self.vocab),
         }
+
+
+@register_task("ptb")
+def build(cfg, T: int, device, generator=None) -> PTBStream:
+    stream = PTBStream(cfg.task, T, device)
+    if cfg.diag.every:  # the instruments' held-out draws must fit the validation text
+        stream.check_heldout(cfg.diag.batch_size, cfg.diag.length, "diag.batch_size")
+        stream.check_heldout(cfg.diag.ceiling_batch, cfg.diag.length, "diag.ceiling_batch")
+    return stream
