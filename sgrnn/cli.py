@@ -1,6 +1,7 @@
 """The ``sgrnn`` command. ``sgrnn train`` is a Hydra app (overrides, -m, --cfg, --help all work);
-``sgrnn report`` turns finished runs into Table 1; ``sgrnn fetch-ptb`` downloads and checks
-the Penn Treebank data."""
+``sgrnn report`` turns finished runs into Table 1 (sgrnn.report); ``sgrnn grid`` runs the Table 1
+grid (sgrnn.grid); ``sgrnn bench`` times the trainer (sgrnn.bench); ``sgrnn analyse`` measures
+finished runs (sgrnn.analyse); ``sgrnn fetch-ptb`` downloads and checks the Penn Treebank data."""
 
 from __future__ import annotations
 
@@ -27,7 +28,13 @@ USAGE = """usage: sgrnn COMMAND [ARGS]
 commands:
   train       train one run, or a sweep with -m (a Hydra app: sgrnn train --help)
   report      Table 1, cost, benefit and SG quality from finished runs: sgrnn report RUNS_DIR
+              [--study] [--time-to-result] [--readme [README.md]]
+  grid        the Table 1 grid, resumable, N cells at a time: sgrnn grid [--jobs N] [--dry-run]
+  bench       the trainer's throughput against a bare LSTM step: sgrnn bench [--device cuda]
+  analyse     measure finished runs from their checkpoints: sgrnn analyse errors|quality|ceiling RUN_DIR...
   fetch-ptb   download Penn Treebank characters and check them: sgrnn fetch-ptb [DIR]
+
+Each command's options: sgrnn COMMAND --help
 """
 
 
@@ -72,7 +79,7 @@ def train_app(cfg: DictConfig) -> Optional[float]:
         return None
     if "max_solved" in summary:
         m = summary["max_solved"]
-        result = (f"length {m['length']} solved (N={m['N']}" + (f", R={m['R']})" if cfg.task.name == "repeat-copy" else ")")
+        result = (f"length {m['length']} solved (N={m['N']}" + (f", R={m['R']})" if cfg.task.get("repeat") else ")")
                   if m["length"] else "no length solved")
     else:
         result = f"best validation BPC {summary.get('best_valid_bpc', float('nan')):.3f}, test BPC " \
@@ -207,10 +214,10 @@ def preflight(args: list[str]) -> None:
 
 
 def schema_keys() -> set:
-    """Every dotted key of sgrnn's composed config (both task schemas)."""
-    from sgrnn.config import flatten, make_config
+    """Every dotted key of sgrnn's composed config (every task's schema)."""
+    from sgrnn.config import TASKS, flatten, make_config
 
-    return {k for task in ("copy", "ptb") for k in flatten(OmegaConf.to_container(make_config(f"task={task}")))}
+    return {k for task in TASKS for k in flatten(OmegaConf.to_container(make_config(f"task={task}")))}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -237,14 +244,17 @@ def main(argv: list[str] | None = None) -> None:
             for line in lines:
                 print(f"  {line}", file=sys.stderr)
             sys.exit(1)
-    elif command == "report":
-        from sgrnn.report import main as report_main
+    elif command in ("report", "grid", "bench", "analyse"):
+        import importlib
 
         try:
-            report_main(rest)
+            status = importlib.import_module(f"sgrnn.{command}").main(rest)
         except UserError as e:
+            if FULL_ERROR:
+                raise
             print(f"sgrnn: error: {e}", file=sys.stderr)
             sys.exit(2)
+        sys.exit(status or 0)
     elif command == "fetch-ptb":
         import argparse
 

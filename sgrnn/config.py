@@ -69,7 +69,7 @@ class CopyTaskConfig:
     name: str = "copy"  # task name: copy | repeat-copy (NTM tasks, Graves et al. 2014)
     repeat: bool = False  # Repeat Copy: output the N vectors R times, then an end marker
     bits: int = field(default=8, metadata=POSITIVE)  # width of each random binary vector (NTM: 8)
-    batch_size: int = field(default=64, metadata=POSITIVE)  # episodes per batch (all share N and R); 64 > 256 in curriculum progress per second on 2 cores (README)
+    batch_size: int = field(default=64, metadata=POSITIVE)  # episodes per batch (all share N and R); 64 > 256 in curriculum progress per second on 2 cores (docs/study/first-measurements.md)
     threshold: float = field(default=0.15, metadata=POSITIVE)  # curriculum: running error below which a length is solved (paper: 0.15 bits), in threshold_unit
     threshold_unit: ThresholdUnit = ThresholdUnit["sequence"]  # sequence: wrong bits per sequence (sgrnn) | bit: mean loss per bit per output step, in bits (neuralml/bp_lambda; about N*bits times looser)
     window: int = field(default=5, metadata=POSITIVE)  # curriculum: episodes averaged into the running error
@@ -77,7 +77,7 @@ class CopyTaskConfig:
     max_N: int = field(default=10_000, metadata=POSITIVE)  # curriculum stops growing N past this
     start_N: int = field(default=1, metadata=POSITIVE)  # curriculum starts at this N (paper: 1)
     start_R: int = field(default=1, metadata=POSITIVE)  # ... and this R (paper: 1; Copy ignores R)
-    protocol: Protocol = Protocol["episodic"]  # episodic: reset every episode, truncation from its start, no SG past its end (neuralml/bp_lambda) | continuous: endless per-column streams, never reset, boundaries anywhere (README)
+    protocol: Protocol = Protocol["episodic"]  # episodic: reset every episode, truncation from its start, no SG past its end (neuralml/bp_lambda) | continuous: endless per-column streams, never reset, boundaries anywhere (docs/study/defaults.md)
 
     def check(self) -> None:
         if self.start_N > self.max_N:
@@ -104,14 +104,14 @@ class SGConfig:
     hidden_size: int = field(default=0, metadata=NON_NEGATIVE)  # synthetic-gradient model M: 0 = linear (paper default); >0 = one hidden ReLU layer
     scale: float = field(default=1.0, metadata=NON_NEGATIVE)  # factor on the injected synthetic gradient g_hat (paper silent; 0.1 for on/aux/placebo: SG_OPTIONS)
     scale_in_target: bool = True  # bootstrapped target uses the scaled g_hat (a discounted gradient); False costs one more backward
-    lr: float = field(default=1e-3, metadata=POSITIVE)  # Adam learning rate of M (own parameter group); 1e-3 beat 1e-4 and 1e-5 on Copy T=3 (README)
+    lr: float = field(default=1e-3, metadata=POSITIVE)  # Adam learning rate of M (own parameter group); 1e-3 beat 1e-4 and 1e-5 on Copy T=3 (docs/study/first-measurements.md)
     clip: float = field(default=1.0, metadata=NON_NEGATIVE)  # gradient-norm clip of M's parameters, separate from the core's
     loss_weight: float = field(default=1.0, metadata=POSITIVE)  # weight of M's L2 regression loss (paper: 1)
     placement: Placement = Placement["all"]  # all: M reads/predicts (h, c) of every layer (paper) | top: the top layer's only
     start_step: int = field(default=0, metadata=NON_NEGATIVE)  # warm-up: plain truncated BPTT for this many updates while M already learns
     aux_weight: float = field(default=1.0, metadata=NON_NEGATIVE)  # sg=aux: weight of the core's auxiliary loss (predicting M(s_end) at the segment's first step); 0.1 for sg=aux (SG_OPTIONS)
     input_norm: InputNorm = InputNorm["none"]  # M's input: none | rms: each layer's h and c divided by its root mean square (sgrnn.sg.models)
-    dtype: DType = DType["float32"]  # M's compute dtype: float32 | bfloat16 (faster products on AVX512-BF16 CPUs and GPUs, but it slowed learning on Copy T=3: README)
+    dtype: DType = DType["float32"]  # M's compute dtype: float32 | bfloat16 (faster products on AVX512-BF16 CPUs and GPUs, but it slowed learning on Copy T=3: docs/benchmark.md)
     oracle_lookahead: int = field(default=0, metadata=NON_NEGATIVE)  # sg=oracle: steps of future BPTT per boundary (0 = to the episode's end; PTB needs > 0)
     target: Target = Target["bootstrap"]  # M's regression target: bootstrap (paper) | lambda (the paper's supplement; sgrnn.sg.targets); on/aux/placebo: lambda (SG_OPTIONS)
     lambda_: float = field(default=1.0, metadata=UNIT)  # sg.target=lambda: weight of the longer return, in [0, 1] (0 = bootstrap; 1 = exact through the window, then bootstrap)
@@ -137,7 +137,7 @@ class DiagConfig:
     batch_size: int = field(default=32, metadata=POSITIVE)  # held-out sequences (Copy) or columns (PTB) per diagnostic
     length: int = field(default=64, metadata=POSITIVE)  # PTB: held-out steps per diagnostic (Copy: one episode at the current length)
     probe_k: int = field(default=24, metadata=POSITIVE)  # dependency probe: lags k = 1..probe_k of |d loss_t / d x_(t-k)|
-    ceiling_batch: int = field(default=0, metadata=NON_NEGATIVE)  # held-out sequences to fit the ideal linear M on (diag/sg_ceiling_cos); 0 = skip: it needs thousands (README)
+    ceiling_batch: int = field(default=0, metadata=NON_NEGATIVE)  # held-out sequences to fit the ideal linear M on (diag/sg_ceiling_cos); 0 = skip: it needs thousands (docs/table1.md)
 
 
 @dataclass
@@ -148,7 +148,7 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
-    lr: float = field(default=3e-3, metadata=POSITIVE)  # Adam learning rate of the core (LSTM + readout); 3e-3 with batch 64 (README)
+    lr: float = field(default=3e-3, metadata=POSITIVE)  # Adam learning rate of the core (LSTM + readout); 3e-3 with batch 64 (docs/study/first-measurements.md)
     clip: float = field(default=1.0, metadata=NON_NEGATIVE)  # gradient-norm clip of the core's parameters (0 = off)
 
 
@@ -243,12 +243,12 @@ TASKS = {
     "ptb": PTBTaskConfig(),
 }
 # Where M's prediction is injected (on, aux, placebo), two defaults differ from SGConfig's, both
-# from the study in the README ("Making the synthetic gradient pay", Copy T=3, 5 seeds, 5 minutes):
+# from the defaults study (docs/study/defaults.md, Copy T=3, 5 seeds, 5 minutes):
 # - sg.scale 0.1: 1.0 tied plain truncated BPTT;
 # - sg.target=lambda with lambda_ 1 over window 2 (M's target exact through two segments, then
 #   bootstrapped): median length 6 [6-7] against 6 [5-6] with the one-step bootstrap, BPTT 5 [5-5].
 # The oracle injects the exact gradient, at 1.
-# sg=aux also takes sg.aux_weight 0.1 (README "Table 1 at CPU scale", Copy T=3, 3.5M timestep-samples,
+# sg=aux also takes sg.aux_weight 0.1 (docs/study/defaults.md, Copy T=3, 3.5M timestep-samples,
 # seeds 0-2): weight 1 solved 5 [5-5], BPTT's length (the aux loss's gradient made the true future
 # gradient 10x larger and turned the parameter-space cosine negative, -0.11); 0.1 solved 7 [7-8].
 SG_OPTIONS = {name: SGConfig(name=name, scale=0.1, target=Target["lambda"], aux_weight=0.1 if name == "aux" else 1.0)

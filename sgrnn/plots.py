@@ -9,7 +9,7 @@ import statistics
 from pathlib import Path
 from typing import Callable
 
-from sgrnn.runs import TASKS, finished, order_key, sg_curve
+from sgrnn.runs import finished, language_tasks, order_key, sg_curve, title
 
 
 def curriculum_curve(s: dict) -> tuple[list, list]:
@@ -30,6 +30,8 @@ def plots(cells: dict, out: Path) -> list[str]:
     except ImportError:
         return []
     written = []
+    lm = language_tasks(cells)
+    tasks = sorted({k[0] for k in cells}, key=lambda t: order_key((t, "")))
 
     def figure(name: str, tasks: list[str], series: Callable[[dict], tuple[list, list]], xlabel: str, ylabel: str):
         """One row of panels per task, one column per T."""
@@ -53,9 +55,9 @@ def plots(cells: dict, out: Path) -> list[str]:
                     for j, s in enumerate(finished(cells[key].get(T, []))):
                         xs, ys = series(s)
                         if xs:
-                            ax.plot(xs, ys, color=f"C{i}", alpha=0.8, drawstyle="steps-post" if task != "ptb" else "default",
+                            ax.plot(xs, ys, color=f"C{i}", alpha=0.8, drawstyle="default" if task in lm else "steps-post",
                                     label=key[1] if j == 0 else None)
-                ax.set_title(f"{TASKS.get(task, task)}, T={T}")
+                ax.set_title(f"{title(task)}, T={T}")
                 ax.set_xlabel(xlabel)
                 ax.legend(fontsize=7)
             axes[r][0].set_ylabel(ylabel)
@@ -92,12 +94,12 @@ def plots(cells: dict, out: Path) -> list[str]:
         ax.legend(fontsize=7)
         save(fig, name)
 
-    figure("curriculum.png", ["copy", "repeat-copy"], curriculum_curve, "timestep-samples", "length solved")
+    figure("curriculum.png", [t for t in tasks if t not in lm], curriculum_curve, "timestep-samples", "length solved")
     ptb_figure("ptb_valid_bpc.png")
-    figure("sg_cos.png", list(TASKS),
+    figure("sg_cos.png", tasks,
            lambda s: ([p["step"] for p in sg_curve(s)], [p["sg_cos"] for p in sg_curve(s)]),
            "updates", "state-space cos(g_hat, g_true)")
-    figure("sg_param_cos.png", list(TASKS),
+    figure("sg_param_cos.png", tasks,
            lambda s: ([p["step"] for p in sg_curve(s) if "sg_param_cos" in p],
                       [p["sg_param_cos"] for p in sg_curve(s) if "sg_param_cos" in p]),
            "updates", "parameter-space cos(J^T g_given, J^T g_true)")

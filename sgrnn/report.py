@@ -4,7 +4,9 @@ gradient buy?", built from the runs' summary.json files alone.
 Writes into ``RUNS_DIR/report`` (or ``--out``): ``report.md`` (Table 1 with the paper's numbers
 beside each cell, then cost, benefit, SG quality and warm-up), ``table1.csv`` (one row per
 task x method x T) and, with matplotlib installed, PNG plots. A cell with no run says
-"missing", one whose runs failed says "failed"; neither is ever shown as a number.
+"missing", one whose runs failed says "failed"; neither is ever shown as a number. ``--study``
+and ``--time-to-result`` add those tables (sgrnn.study; also as ``study_table.md`` and
+``time_to_result.md``); ``--readme`` rewrites the README's Table 1 block (sgrnn.readme).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Optional
 
 from sgrnn.errors import UserError
-from sgrnn.runs import (FULL_T, TASKS, baseline_of, finished, fmt, group, load_runs, med_of, median, order_key, result,
+from sgrnn.runs import (FULL_T, baseline_of, is_curriculum, language_tasks, title, finished, fmt, group, load_runs, med_of, median, order_key, result,
                         sg_curve, structure_of)
 
 PAPER = {
@@ -28,8 +30,7 @@ PAPER = {
     ("ptb", "BPTT"): {8: 1.354, 20: 1.349, 40: 1.344},
     ("ptb", "DNI"): {8: 1.340},
 }
-METRIC = {"copy": "largest length solved (higher is better)", "repeat-copy": "largest length solved (higher is better)",
-          "ptb": "test BPC (lower is better)"}
+METRIC = {True: "largest length solved (higher is better)", False: "test BPC (lower is better)"}  # by is_curriculum
 
 
 # ---------------------------------------------------------------------------- collecting runs
@@ -73,7 +74,8 @@ def table1(cells: dict) -> tuple[list[str], list[dict]]:
         untruncated = {k for k in keys if all(T >= FULL_T for T in cells[k])}
         Ts = sorted({T for k in keys if k not in untruncated for T in cells[k]}
                     | {T for k in keys for T in PAPER.get(k, {})}) or sorted({T for k in keys for T in cells[k]})
-        lines += [f"### {TASKS.get(task, task)}: {METRIC.get(task, '')}", "",
+        metric = METRIC[task not in language_tasks(cells)]
+        lines += [f"### {title(task)}: {metric}", "",
                   "| method | " + " | ".join(f"T={T}" for T in Ts) + " |", "|---" * (len(Ts) + 1) + "|"]
         for key in keys:
             texts = []
@@ -83,7 +85,7 @@ def table1(cells: dict) -> tuple[list[str], list[dict]]:
                 # A lever's row (e.g. sg.scale=0.3) is still the paper's method; a warm-up is not.
                 paper = PAPER.get((task, structure_of(next(iter(cells[key].values()))[0])), {}).get(T)
                 texts.append(cell_text(st, paper))
-                rows.append({"task": task, "method": key[1], "T": T, "metric": METRIC.get(task, ""),
+                rows.append({"task": task, "method": key[1], "T": T, "metric": metric,
                              "median": st["median"] if st else None, "min": st["min"] if st else None,
                              "max": st["max"] if st else None, "n": st["n"] if st else 0,
                              "failed": st["failed"] if st else 0, "unfinished": st["unfinished"] if st else 0,
@@ -107,9 +109,9 @@ def curriculum_note(runs: list[dict]) -> str:
 # ---------------------------------------------------------------------------- the answer
 
 
-def time_to(s: dict, task: str, target: float) -> Optional[float]:
+def time_to(s: dict, target: float) -> Optional[float]:
     """Wall seconds until the run first reached ``target`` (a length for Copy, a BPC for PTB)."""
-    if task == "ptb":
+    if not is_curriculum(s):
         hits = [p["wall_s"] for p in s.get("valid_curve", []) if p["bpc"] <= target]
     else:
         hits = [p["wall_s"] for p in s.get("solved_at", []) if p["length"] >= target]
@@ -125,6 +127,7 @@ def cost_section(cells: dict) -> list[str]:
              "method of the task reached at that T (Copy: a solved length; PTB: a validation BPC).", "",
              "| task | method | T | update ms | forward | backward | SG | other | samples/s | vs BPTT | target | s to target |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lm = language_tasks(cells)
     for task in sorted({t for t, _ in cells}, key=lambda t: order_key((t, ""))):
         keys = sorted((k for k in cells if k[0] == task), key=order_key)
         for T in sorted({T for k in keys for T in cells[k]}):
@@ -132,7 +135,7 @@ def cost_section(cells: dict) -> list[str]:
             per = {k: v for k, v in per.items() if v}
             if not per:
                 continue
-            if task == "ptb":
+            if task in lm:
                 levels = [med_of(v, lambda s: s.get("best_valid_bpc")) for v in per.values()]
                 target = max((x for x in levels if x is not None and math.isfinite(x)), default=None)
             else:
@@ -144,8 +147,8 @@ def cost_section(cells: dict) -> list[str]:
                 c = lambda name: med_of(runs, lambda s: s.get("cost", {}).get(name))  # noqa: E731
                 sps = c("samples_per_s")
                 ratio = f"{sps / base:.2f}" if sps and base else "-"
-                ttt = med_of(runs, lambda s: time_to(s, task, target)) if target is not None else None
-                lines.append(f"| {TASKS.get(task, task)} | {k[1]} | {T} | {fmt(c('update_ms'))} | {fmt(c('forward_ms'))} | "
+                ttt = med_of(runs, lambda s: time_to(s, target)) if target is not None else None
+                lines.append(f"| {title(task)} | {k[1]} | {T} | {fmt(c('update_ms'))} | {fmt(c('forward_ms'))} | "
                              f"{fmt(c('backward_ms'))} | {fmt(c('sg_ms'))} | {fmt(c('other_ms'))} | {fmt(sps)} | {ratio} | "
                              f"{fmt(target)} | {fmt(ttt)} |")
     return lines + [""]
@@ -156,7 +159,7 @@ def benefit_section(cells: dict) -> list[str]:
              "Copy / Repeat Copy: median over seeds of the largest length solved and of the dependency span "
              "(time steps between an input and its last use) vs T. A span beyond T was learned across "
              "truncation boundaries.", ""]
-    keys = sorted((k for k in cells if k[0] != "ptb"), key=order_key)
+    keys = sorted((k for k in cells if k[0] not in language_tasks(cells)), key=order_key)
     if not keys:
         return lines + ["(no Copy or Repeat Copy runs)", ""]
     lines += ["| task | method | T | length | span | span / T |", "|---|---|---|---|---|---|"]
@@ -166,7 +169,7 @@ def benefit_section(cells: dict) -> list[str]:
             length = med_of(runs, result)
             span = med_of(runs, lambda s: s.get("max_solved", {}).get("span"))
             ratio = f"{span / T:.1f}" if span is not None else "-"
-            lines.append(f"| {TASKS.get(k[0], k[0])} | {k[1]} | {T} | {fmt(length)} | {fmt(span)} | {ratio} |")
+            lines.append(f"| {title(k[0])} | {k[1]} | {T} | {fmt(length)} | {fmt(span)} | {ratio} |")
     return lines + [""]
 
 
@@ -181,6 +184,11 @@ def samples_to(s: dict, length: float) -> Optional[float]:
     return s["samples"] * length / solved if solved and s.get("samples") else None
 
 
+# A straight line from zero through a run this short says nothing about the paper's budget: its
+# curriculum has barely started (a Table 1 cell spends 3.5M).
+MIN_EXTRAPOLATE = 1e6
+
+
 def extrapolation_section(cells: dict) -> list[str]:
     """What the paper's lengths would cost at the rate these runs learned: an extrapolation."""
     lines = ["## Extrapolated: the budget the paper's lengths would need at this rate", "",
@@ -192,7 +200,7 @@ def extrapolation_section(cells: dict) -> list[str]:
              "| task | method | T | length | paper | samples spent | samples to paper's | hours at this rate |",
              "|---|---|---|---|---|---|---|---|"]
     rows = []
-    for k in sorted((k for k in cells if k[0] != "ptb"), key=order_key):
+    for k in sorted((k for k in cells if k[0] not in language_tasks(cells)), key=order_key):
         for T in sorted(cells[k]):
             runs = finished(cells[k][T])
             paper = PAPER.get((k[0], structure_of(runs[0])), {}).get(T) if runs else None
@@ -203,8 +211,12 @@ def extrapolation_section(cells: dict) -> list[str]:
             if need is None:
                 continue
             how = "measured" if all(result(s) is not None and result(s) >= paper for s in runs) else "extrapolated"
+            if how == "extrapolated" and (spent or 0) < MIN_EXTRAPOLATE:
+                rows.append(f"| {title(k[0])} | {k[1]} | {T} | {fmt(med_of(runs, result))} | {paper} | {spent:.3g} | "
+                            f"too short to extrapolate (under {MIN_EXTRAPOLATE:.0e}) | - |")
+                continue
             hours = f"{need / sps / 3600:.2g}" if sps else "-"
-            rows.append(f"| {TASKS.get(k[0], k[0])} | {k[1]} | {T} | {fmt(med_of(runs, result))} | {paper} | {spent:.3g} | "
+            rows.append(f"| {title(k[0])} | {k[1]} | {T} | {fmt(med_of(runs, result))} | {paper} | {spent:.3g} | "
                         f"{need:.3g} ({how}) | {hours} |")
     if not rows:
         return lines[:2] + ["(no finished Copy or Repeat Copy run of a method with a paper number)", ""]
@@ -225,7 +237,7 @@ def quality_section(cells: dict) -> list[str]:
             if not runs:
                 continue
             q = lambda i, name: med_of(runs, lambda s: sg_curve(s)[i].get(name))  # noqa: E731
-            rows.append(f"| {TASKS.get(k[0], k[0])} | {k[1]} | {T} | {fmt(q(0, 'sg_cos'))} → {fmt(q(-1, 'sg_cos'))} | "
+            rows.append(f"| {title(k[0])} | {k[1]} | {T} | {fmt(q(0, 'sg_cos'))} → {fmt(q(-1, 'sg_cos'))} | "
                         f"{fmt(q(0, 'sg_norm_ratio'))} → {fmt(q(-1, 'sg_norm_ratio'))} | "
                         f"{fmt(q(0, 'true_grad_norm'))} → {fmt(q(-1, 'true_grad_norm'))} | "
                         + " | ".join(f"{fmt(q(0, n))} → {fmt(q(-1, n))}" for n in ("sg_param_cos", "sg_param_norm_ratio", "sg_target_cos"))
@@ -251,7 +263,7 @@ def warmup_section(cells: dict) -> list[str]:
         base = method.split(" (")[0]
         for T, runs in sorted(byT.items()):
             plain = cells.get((task, base), {}).get(T, [])
-            rows.append(f"| {TASKS.get(task, task)} | {method} | {T} | {fmt(med_of(runs, result))} | "
+            rows.append(f"| {title(task)} | {method} | {T} | {fmt(med_of(runs, result))} | "
                         f"{base}: {fmt(med_of(plain, result)) if plain else 'missing'} |")
     if not rows:
         return lines + ["(no runs with sg.start_step > 0)", ""]
@@ -292,10 +304,10 @@ def provenance(runs: list[dict]) -> list[str]:
     for (task, method), byT in sorted(group(done).items(), key=lambda kv: order_key(kv[0])):
         walls = [s["wall_s"] / 60 for runs in byT.values() for s in runs if s.get("wall_s")]
         if walls:
-            lines.append(f"| {TASKS.get(task, task)} | {method} | {len(walls)} | {median(walls):.1f} "
+            lines.append(f"| {title(task)} | {method} | {len(walls)} | {median(walls):.1f} "
                          f"[{min(walls):.1f}–{max(walls):.1f}] | {sum(walls) / 60:.2f} |")
     total = sum(s.get("wall_s") or 0 for s in done) / 3600
-    lines += ["", f"In all {total:.2f} cell-hours: {total / 2:.2f} hours of wall time at two cells at a time.", ""]
+    lines += ["", f"In all {total:.2f} cell-hours (the sum of the cells' wall times).", ""]
     commands = sweep_commands(done)
     unrecorded = sum(not s.get("command") for s in done)
     if commands:
@@ -308,7 +320,27 @@ def provenance(runs: list[dict]) -> list[str]:
 # ---------------------------------------------------------------------------- the command
 
 
-def report(runs_dir: str | Path, out: Optional[str | Path] = None) -> Path:
+EXTRA = {"study": "study_table.md", "time_to_result": "time_to_result.md"}  # the optional tables' files
+
+
+def extra_sections(runs: list[dict], out: Path, study: bool, time_to_result: bool) -> list[str]:
+    """The optional tables (``--study``, ``--time-to-result``: sgrnn.study), each also written
+    to its own file in ``out``."""
+    from sgrnn.study import study_section, time_to_result_section
+
+    lines = []
+    for wanted, make, name in ((study, study_section, EXTRA["study"]),
+                               (time_to_result, time_to_result_section, EXTRA["time_to_result"])):
+        if wanted:
+            section = make(runs)
+            (out / name).write_text("\n".join(section) + "\n")
+            lines += section
+    return lines
+
+
+def report(runs_dir: str | Path, out: Optional[str | Path] = None, study: bool = False,
+           time_to_result: bool = False) -> Path:
+    """Write the report; ``study`` and ``time_to_result`` add those tables (sgrnn.study)."""
     root = Path(runs_dir)
     if not root.is_dir():
         raise UserError(f"no runs folder {root}")
@@ -316,7 +348,8 @@ def report(runs_dir: str | Path, out: Optional[str | Path] = None) -> Path:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a folder")
     problems: list = []
-    runs = [s for s in load_runs(root, problems) if not Path(s["dir"]).is_relative_to(out)]
+    inside = root.resolve().is_relative_to(out.resolve())  # e.g. results/table1/cells -> results/table1
+    runs = [s for s in load_runs(root, problems) if inside or not Path(s["dir"]).is_relative_to(out)]
     if not runs:
         raise UserError(f"no readable summary.json under {root}: nothing to report"
                         + (f" ({len(problems)} folders could not be read: {problems[0][0]}: {problems[0][1]}, ...)"
@@ -345,7 +378,7 @@ def report(runs_dir: str | Path, out: Optional[str | Path] = None) -> Path:
              *(["Folders not read:", "", *skipped, ""] if skipped else []),
              "## Table 1", "", *table, "## How the runs were made", "", *made, *cost_section(cells),
              *benefit_section(cells), *extrapolation_section(cells), *quality_section(cells),
-             *warmup_section(cells), "## Plots", ""]
+             *warmup_section(cells), *extra_sections(runs, out, study, time_to_result), "## Plots", ""]
     lines += [f"![{p}]({p})" for p in pngs] or ["(matplotlib is not installed: pip install -e \".[plot]\")"]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     (out / "table1.md").write_text("\n".join(table + made) + "\n")
@@ -359,7 +392,24 @@ def main(args: list[str]) -> None:
                                      "from a folder of runs (their summary.json files).")
     parser.add_argument("runs_dir", help="folder searched recursively for summary.json (e.g. runs)")
     parser.add_argument("--out", help="output folder (default: RUNS_DIR/report)")
+    parser.add_argument("--study", action="store_true", help="add the study table: methods and levers side by side "
+                        "(length, updates, ms/update, time to beat BPTT, SG instruments at the end)")
+    parser.add_argument("--time-to-result", action="store_true", help="add the time-to-result tables: when each "
+                        "method first solved each length (Copy, Repeat Copy)")
+    parser.add_argument("--readme", nargs="?", const="README.md", metavar="README",
+                        help="also rewrite README's generated Table 1 block from the new table1.md (default README.md)")
     ns = parser.parse_args(args)
-    out = report(ns.runs_dir, ns.out)
+    if ns.readme:
+        from sgrnn.readme import check_readme
+
+        check_readme(ns.readme)  # before anything is written
+    out = report(ns.runs_dir, ns.out, study=ns.study, time_to_result=ns.time_to_result)
     print((out / "table1.md").read_text(), end="")
+    for key in [k for k in EXTRA if getattr(ns, k)]:
+        print((out / EXTRA[key]).read_text(), end="")
     print(f"report: {out / 'report.md'} (with {out / 'table1.csv'} and plots)")
+    if ns.readme:
+        from sgrnn.readme import write_block
+
+        changed = write_block(ns.readme, out / "table1.md")
+        print(f"{ns.readme}: Table 1 block {'replaced' if changed else 'unchanged'} from {out / 'table1.md'}")

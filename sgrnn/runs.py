@@ -18,7 +18,23 @@ METHODS = {"off": "BPTT", "on": "DNI", "aux": "DNI + Aux", "placebo": "Placebo",
 # Truncation at or beyond this many steps is untruncated BPTT on Copy and Repeat Copy (no episode
 # of a Table 1 budget is this long): the "Full BPTT" ceiling (conf/experiment/*-full-bptt.yaml).
 FULL_T = 1000
-TASKS = {"copy": "Copy", "repeat-copy": "Repeat Copy", "ptb": "Penn Treebank"}
+TASKS = {"copy": "Copy", "repeat-copy": "Repeat Copy", "ptb": "Penn Treebank"}  # titles; others: title()
+
+
+def title(task: str) -> str:
+    """A task's name in tables ("reverse-copy" -> "Reverse Copy" when TASKS has no title for it)."""
+    return TASKS.get(task) or task.replace("-", " ").title()
+
+
+def is_curriculum(s: dict) -> bool:
+    """A run of a curriculum task (its result the largest length solved, higher is better), not of
+    a language model (test BPC, lower is better): read from what its summary holds."""
+    return "max_solved" in s or ("test_bpc" not in s and "best_valid_bpc" not in s and s.get("task") != "ptb")
+
+
+def language_tasks(cells: dict) -> set:
+    """The tasks of ``group``'s cells whose runs are language models."""
+    return {k[0] for k, by_T in cells.items() for runs in by_T.values() for s in runs if not is_curriculum(s)}
 # Table 1 of the paper (ICML version) as far as it could be read (../shared/PAPER.md): largest
 # length modelled for Copy / Repeat Copy; PTB test BPC from the paper's learning-curve figure.
 
@@ -60,7 +76,7 @@ def method_of(s: dict) -> str:
 def structure_of(s: dict) -> str:
     """The method as the paper would name it: BPTT / DNI / ..., with a non-default placement,
     warm-up or depth (which make another method), without hyperparameter levers."""
-    full = s.get("sg") == "off" and s.get("task") != "ptb" and (s.get("T") or 0) >= FULL_T
+    full = s.get("sg") == "off" and is_curriculum(s) and (s.get("T") or 0) >= FULL_T
     base = METHODS["full"] if full else METHODS.get(s.get("sg"), str(s.get("sg")))
     extras = []
     if s.get("sg_placement") not in (None, "all"):
@@ -92,7 +108,7 @@ def baseline_of(method: str) -> str:
 
 def result(s: dict) -> Optional[float]:
     """The Table 1 number of one finished run."""
-    if s["task"] == "ptb":
+    if not is_curriculum(s):
         v = s.get("test_bpc")
         return v if isinstance(v, (int, float)) and math.isfinite(v) else None
     return s.get("max_solved", {}).get("length")
@@ -139,7 +155,7 @@ def order_key(key):
     task, method = key
     base = list(METHODS.values())
     head = method.split(" (")[0]
-    return (list(TASKS).index(task) if task in TASKS else 99, base.index(head) if head in base else 99, method)
+    return (list(TASKS).index(task) if task in TASKS else 99, task, base.index(head) if head in base else 99, method)
 
 
 def median(values: list[float]) -> Optional[float]:

@@ -21,8 +21,8 @@ from torch.nn.utils import clip_grad_norm_
 
 from sgrnn import checkpoint
 from sgrnn.config import check as validate, make_config
-from sgrnn.runtime import (Interrupted, RunLock, Slot, hand_over, pick_device, save_hydra_files, stop_signals,
-                            usable_cores)
+from sgrnn.runtime import (Interrupted, RunLock, Slot, hand_over, pick_device, save_hydra_files, source_commit,
+                            stop_signals, usable_cores)
 from sgrnn.model import LSTMCore
 from sgrnn.diag import diagnostics
 from sgrnn.errors import UserError
@@ -76,7 +76,7 @@ def setup(cfg: DictConfig, run_dir: str | Path, slot: Slot = Slot(), ckpt: Any =
         groups.append({"params": sg.parameters(), "lr": cfg.sg.lr})  # M's own group (empty for the oracle)
     log.info("%s sg=%s T=%d on %s, run dir %s", cfg.task.name, cfg.sg.name, cfg.T, device, run_dir)
     run_log = RunLog(run_dir, cfg, device, task, purge_step=ckpt["step"] + 1 if ckpt else None)
-    # The fused Adam kernel: on a 2-core CPU 13x faster than the default for-each Adam (README).
+    # The fused Adam kernel (since 64535b9): one kernel for all parameters, not for-each Adam's loop.
     diag_rng = torch.Generator(device).manual_seed(cfg.seed + 7919)
     run = Run(cfg, device, task, core, sg, torch.optim.Adam(groups, fused=True), run_log, diag_rng)
     if ckpt:
@@ -147,13 +147,20 @@ def train(cfg: DictConfig, run_dir: str | Path, slot: Slot = Slot()) -> dict:
     with RunLock(run_dir) as lock:  # a second process for this folder stops here, touching nothing
         # A refusal (sgrnn.errors.Refused: another run's config is here) comes before any write.
         if (done := checkpoint.completed(cfg, run_dir)) is not None:
-            log.info("%s is complete already (%d updates at commit %s); nothing to do (train.resume=restart "
-                     "measures it again)", run_dir, done["steps"], done.get("commit"))
+            log.info("%s", finished_note(run_dir, done, source_commit()))
             return done
         ckpt = checkpoint.resume_point(cfg, run_dir)
         lock.claim()
         save_hydra_files(cfg, run_dir)
         return train_locked(setup(cfg, run_dir, slot, ckpt))
+
+
+def finished_note(run_dir: Path, done: dict, now: Optional[str]) -> str:
+    """What a re-launched finished run says: the commit it finished at, and how to measure again."""
+    then = done.get("commit") or "unknown"
+    code = (f"; the code is now at {now}: train.resume=restart measures it again with this code (replacing it)"
+            if now and now != then else "; train.resume=restart measures it again (replacing it)")
+    return f"{run_dir} is complete already ({done.get('steps')} updates, finished at commit {then}): nothing to do{code}"
 
 
 def train_locked(run: Run) -> dict:

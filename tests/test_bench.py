@@ -1,16 +1,13 @@
-"""scripts/bench.py: the throughput table runs end to end, and its arithmetic bound is right."""
+"""`sgrnn bench`: the throughput table runs end to end, and its arithmetic bound is right."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-from bench import sg_bound  # noqa: E402
+from sgrnn.bench import sg_bound
 
 
 def test_sg_bound_counts_M_against_the_LSTM():
@@ -22,7 +19,7 @@ def test_sg_bound_counts_M_against_the_LSTM():
 
 
 def test_bench_prints_a_row_per_shape_and_T(tmp_path):
-    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench.py"), "--shapes", "copy", "--T", "2",
+    r = subprocess.run([sys.executable, "-m", "sgrnn.cli", "bench", "--shapes", "copy", "--T", "2",
                         "--repeats", "1", "--steps", "2", "--warmup", "1", "--threads", "1"],
                        capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -31,3 +28,4 @@ def test_bench_prints_a_row_per_shape_and_T(tmp_path):
     cells = [c.strip() for c in rows[0].strip("|").split("|")]
     assert cells[1] == "2" and all(float(c.replace(",", "")) > 0 for c in cells[2:5])
     assert float(cells[7]) == pytest.approx(sg_bound(2, 256, 9), abs=0.005)
+    assert not any(tmp_path.iterdir())  # its runs live in a temporary folder

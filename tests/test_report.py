@@ -137,12 +137,18 @@ def test_report_names_the_hardware_the_wall_time_and_the_commands_folded_into_sw
     assert "(1 finished run predates the recorded command.)" in table
 
 
-def test_the_paper_budget_is_measured_where_reached_and_extrapolated_in_a_straight_line_otherwise(tmp_path):
+def test_the_paper_budget_is_measured_where_reached_and_extrapolated_in_a_straight_line_otherwise(tmp_path,
+                                                                                                  monkeypatch):
+    import sgrnn.report
+
     write(tmp_path / "copy" / "off,T=2,seed=0", **copy_run(2, 0, 5))  # 1600 samples for length 5; paper 7
     write(tmp_path / "copy" / "on,T=2,seed=0", **copy_run(2, 0, 17, sg="on"))  # solved 16 at 240 x 16 samples
+    md = (report(tmp_path) / "report.md").read_text()  # 1600 samples: too short a run to extrapolate from
+    assert "| Copy | BPTT | 2 | 5 | 7 | 1.6e+03 | too short to extrapolate (under 1e+06) | - |" in md
+    assert "| Copy | DNI | 2 | 17 | 16 | 1.6e+03 | 3.84e+03 (measured) | 0.0018 |" in md
+    monkeypatch.setattr(sgrnn.report, "MIN_EXTRAPOLATE", 1000)  # as if these runs were long enough
     md = (report(tmp_path) / "report.md").read_text()
     assert "| Copy | BPTT | 2 | 5 | 7 | 1.6e+03 | 2.24e+03 (extrapolated) | 0.00089 |" in md  # 2240 / 700 per s
-    assert "| Copy | DNI | 2 | 17 | 16 | 1.6e+03 | 3.84e+03 (measured) | 0.0018 |" in md
 
 
 def test_report_command_fails_in_one_line_without_runs(tmp_path):
@@ -185,66 +191,36 @@ def test_an_unknown_preset_or_launcher_is_one_line_listing_the_valid_ones(tmp_pa
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def load_script(name: str):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+RESULTS = ROOT / "results" / "table1"
 
 
 def test_the_readme_table1_is_the_generated_one():
-    """README's Table 1 block is docs/table1/table1.md as `sgrnn report` wrote it (scripts/readme_table1.py)."""
-    mod = load_script("readme_table1")
-    assert mod.block((ROOT / "README.md").read_text()) == (ROOT / "docs" / "table1" / "table1.md").read_text().strip()
+    """README's Table 1 block is results/table1/table1.md as `sgrnn report` wrote it (`sgrnn grid`
+    and `sgrnn report --readme` put it there)."""
+    from sgrnn.readme import block, readme_text
+
+    assert block((ROOT / "README.md").read_text()) == readme_text((RESULTS / "table1.md").read_text())
 
 
 def test_the_committed_table1_is_what_the_committed_cells_give():
-    """docs/table1/table1.md (and so README's block) and table1.csv are regenerated exactly from the
-    finished cells' summary.json in docs/table1/cells: every number in them traces to a committed
+    """results/table1/table1.md (and so README's block) and table1.csv are regenerated exactly from the
+    finished cells' summary.json in results/table1/cells: every number in them traces to a committed
     run, and every committed cell is a finished one (117 of the grid's 147 at least)."""
     import io
 
     from sgrnn.report import provenance, table1
     from sgrnn.runs import group, load_runs
 
-    cells = ROOT / "docs" / "table1" / "cells"
+    cells = RESULTS / "cells"
     runs = load_runs(cells)
     assert len(runs) == len(list(cells.rglob("summary.json"))) >= 117 and all(s["status"] == "complete" for s in runs)
     table, rows = table1(group(runs))
-    assert "\n".join(table + provenance(runs)) + "\n" == (ROOT / "docs" / "table1" / "table1.md").read_text()
+    assert "\n".join(table + provenance(runs)) + "\n" == (RESULTS / "table1.md").read_text()
     out = io.StringIO(newline="")
     writer = csv.DictWriter(out, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
-    assert out.getvalue().encode() == (ROOT / "docs" / "table1" / "table1.csv").read_bytes()
-
-
-def test_finished_cells_carry_to_a_new_runs_folder_and_a_relaunch_skips_them(tmp_path):
-    """table1_cells save keeps only finished cells' summary.json; restore fills a new runs folder
-    without replacing what it has; the same sweep then skips the restored cell."""
-    cells = load_script("table1_cells")
-    old, kept, new = tmp_path / "old", tmp_path / "kept", tmp_path / "new"
-    r = subprocess.run([sys.executable, "-m", "sgrnn.cli", "train", "-m", "T=2", "seed=0,1", "train.max_steps=6",
-                        "model.hidden_size=8", "device=cpu", f"hydra.sweep.dir={old}"], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    write(old / "copy" / "unfinished", status="interrupted", task="copy", sg="off", T=2, seed=5)
-    assert cells.main(["save", str(old), str(kept)]) == 0
-    assert sorted(p.relative_to(kept).parts[1] for p in kept.rglob("summary.json")) == [
-        "sg=off,T=2,seed=0,model.hidden_size=8,train.max_steps=6", "sg=off,T=2,seed=1,model.hidden_size=8,train.max_steps=6"]
-    assert not list(kept.rglob("checkpoint*.pt")) and not list(kept.rglob("events.*"))
-    write(new / "copy" / "sg=off,T=2,seed=1,model.hidden_size=8,train.max_steps=6", status="complete", task="copy",
-          sg="off", T=2, seed=1, marker=True)
-    assert cells.main(["restore", str(new), str(kept)]) == 0
-    assert json.loads((new / "copy" / "sg=off,T=2,seed=1,model.hidden_size=8,train.max_steps=6" / "summary.json")
-                      .read_text()).get("marker")  # not replaced
-    restored = new / "copy" / "sg=off,T=2,seed=0,model.hidden_size=8,train.max_steps=6"
-    before = (restored / "summary.json").read_text()
-    r = subprocess.run([sys.executable, "-m", "sgrnn.cli", "train", "-m", "T=2", "seed=0", "train.max_steps=6",
-                        "model.hidden_size=8", "device=cpu", f"hydra.sweep.dir={new}"], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    assert (restored / "summary.json").read_text() == before and not list(restored.glob("checkpoint*.pt"))
+    assert out.getvalue().encode() == (RESULTS / "table1.csv").read_bytes()
 
 
 def test_the_measured_sg_defaults_are_what_each_method_composes_to():
@@ -253,42 +229,6 @@ def test_the_measured_sg_defaults_are_what_each_method_composes_to():
     on, aux, placebo, oracle = (compose_full(f"sg={m}").sg for m in ("on", "aux", "placebo", "oracle"))
     assert [(c.scale, str(c.target)) for c in (on, aux, placebo)] == [(0.1, "lambda")] * 3
     assert (aux.aux_weight, on.aux_weight, oracle.scale) == (0.1, 1.0, 1.0)
-
-
-def test_output_errors_locates_each_output_against_the_truncation_segments(tmp_path, capsys):
-    """scripts/output_errors.py rebuilds a finished Copy run read-only and gives each output step
-    its input's step, whether both lie in one segment of T steps from the episode's start, and its
-    wrong bits per sequence."""
-    import hashlib
-
-    from sgrnn.config import make_config
-    from sgrnn.errors import UserError
-    from sgrnn.train import reopened, train
-
-    mod = load_script("output_errors")
-    train(make_config("task=copy", "T=4", "train.max_steps=4", "model.hidden_size=8", "device=cpu"), tmp_path)
-    files = lambda: {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.iterdir() if p.is_file()}
-    before = files()
-    with reopened(tmp_path) as run:
-        r = mod.output_errors(run, episodes=16, N=2)
-        r5 = mod.output_errors(run, episodes=16, N=5)
-        # a readout that says 1 for every bit is wrong exactly on the target's zeros
-        with torch.no_grad():
-            run.core.readout.weight.zero_()
-            run.core.readout.bias.fill_(100.0)
-        ones = mod.output_errors(run, episodes=16, N=2, seed=7)
-        ep = run.task.task.sample(2, 1, 16, torch.Generator().manual_seed(7), "cpu")
-        zeros = (1 - ep.y).sum(-1).mean(-1)  # [L]
-        run.cfg.task.protocol = "continuous"
-        with pytest.raises(UserError, match="continuous"):
-            mod.output_errors(run, episodes=16)
-    # N=2: inputs at t=0, 1, delimiter at 2, outputs at 3, 4; segments [0-3], [4-7]
-    assert [(s["t"], s["input"], s["same_segment"]) for s in r["steps"]] == [(3, 0, True), (4, 1, False)]
-    assert [s["same_segment"] for s in r5["steps"]] == [False] * 5  # distance 6 > T: all cross
-    assert [s["wrong_bits"] for s in ones["steps"]] == pytest.approx(zeros[3:5].tolist())
-    assert mod.main([str(tmp_path), "--episodes", "8", "--N", "2"]) == 0 and "| 3 | 0 | same |" in capsys.readouterr().out
-    assert files() == before  # read-only: no file of the run folder written
-    assert mod.main([str(tmp_path / "nothing")]) == 2
 
 
 def test_the_report_never_pools_other_budgets_and_lists_every_folder_it_could_not_read(tmp_path):
@@ -351,3 +291,56 @@ def test_older_summaries_without_a_new_key_and_failed_cells_pool_with_their_cell
     assert list(cells) == [("copy", "DNI")] and len(cells[("copy", "DNI")][3]) == 3
     other = group([run(0, old), run(1, {**new, "sg": {**new["sg"], "fit": "ridge"}})])
     assert sorted(k[1] for k in other) == ["DNI (sg.fit=adam)", "DNI (sg.fit=ridge)"]
+
+
+def sgrnn_main(*args) -> int:
+    """`sgrnn ARGS...` in this process: its exit status."""
+    from sgrnn.cli import main
+
+    with pytest.raises(SystemExit) as exit:
+        main(list(args))
+    return exit.value.code
+
+
+def test_report_adds_the_study_and_time_to_result_tables_and_rewrites_the_readme_block(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    quality = [{"step": 10 * k, "sg_state_cos": 0.1, "sg_param_cos": 0.1 * k, "sg_param_norm_ratio": 0.5,
+                "sg_target_cos": 0.9} for k in range(1, 7)]  # run median 0.35; last five 0.2..0.6: 0.4
+    for seed, length in enumerate([4, 5]):
+        write(runs / "copy" / f"sg=off,T=2,seed={seed}", **copy_run(2, seed, length))
+    for seed, length in enumerate([7, 6]):
+        write(runs / "copy" / f"sg=on,T=2,seed={seed}", **copy_run(2, seed, length, sg="on", sg_quality=quality))
+    readme = tmp_path / "README.md"
+    from sgrnn.readme import BEGIN, END
+
+    readme.write_text(f"# title\n\nabove\n{BEGIN}\nold table\n{END}\nbelow\n")
+    out = tmp_path / "out"
+    assert sgrnn_main("report", str(runs), "--out", str(out), "--study", "--time-to-result", "--readme", str(readme)) == 0
+    printed = capsys.readouterr().out
+    study = "| Copy | 2 | DNI | **6.500** [6–7] | 0,1 | 100 | 4 | **6** [6–6] (2 of 2) | 0.350 | 0.400 | 0.500 | 0.900 |"
+    assert study in printed and study in (out / "study_table.md").read_text() and study in (out / "report.md").read_text()
+    assert "| Copy | 2 | BPTT | **4.500** [4–5] | 0,1 | 100 | 3.500 | - |" in printed  # BPTT: no time to beat itself
+    ttr = (out / "time_to_result.md").read_text()
+    assert "### Copy, T=2" in ttr and "| length solved | BPTT: wall s (updates) | DNI: wall s (updates) |" in ttr
+    assert "| 3 | 3 (30) | 3 (30) |" in ttr and "| 5 | 5 (50) (1 of 2) | 5 (50) |" in ttr
+    assert "| 7 | not reached | 7 (70) (1 of 2) |" in ttr and ttr in (out / "report.md").read_text()
+    text = readme.read_text()
+    from sgrnn.readme import readme_text
+
+    table = (out / "table1.md").read_text()
+    assert text == f"# title\n\nabove\n{BEGIN}\n{readme_text(table)}\n{END}\nbelow\n"
+    assert "Hardware (finished runs)" in table and "Hardware" not in text  # the provenance stays in table1.md
+    # without --study and --time-to-result: neither table
+    assert sgrnn_main("report", str(runs), "--out", str(tmp_path / "plain")) == 0
+    assert "study table" not in (tmp_path / "plain" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("readme, message", [("none.md", "no README"), ("plain.md", "has no generated Table 1 block")])
+def test_report_readme_without_its_block_is_one_line_and_writes_nothing(tmp_path, capsys, readme, message):
+    write(tmp_path / "runs" / "copy" / "sg=off,T=2,seed=0", **copy_run(2, 0, 4))
+    (tmp_path / "plain.md").write_text("# a README without the markers\n")
+    assert sgrnn_main("report", str(tmp_path / "runs"), "--readme", str(tmp_path / readme)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sgrnn: error: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "runs" / "report").exists()
+    assert (tmp_path / "plain.md").read_text() == "# a README without the markers\n"

@@ -1,0 +1,256 @@
+"""``sgrnn grid``: Table 1 at CPU scale, every cell of the presets in conf/experiment (Copy and
+Repeat Copy x T=2..5 x BPTT, DNI, DNI + Aux, the placebo and the oracle, and full BPTT; PTB BPTT
+at T=8, 20, 40 and DNI, DNI + Aux, the placebo and the oracle at T=8; 3 seeds each), resumable.
+
+1. The committed cells (``results/table1/cells``: each finished cell's summary.json, nothing else)
+   are restored into the runs folder where it has none of its own, so they are not run again
+   (``--fresh``: no restore, every cell is measured again).
+2. Every cell without a finished summary.json runs, ``--jobs`` at a time, each as its own
+   ``sgrnn train -m experiment=NAME T=T seed=SEED train.threads=1`` process (the folder a sweep of
+   the preset gives it; output in RUNS/logs/). An interrupted cell resumes from its checkpoint when
+   the same command runs again; a failed cell does not stop the others.
+3. The finished cells' summary.json go back into ``results/table1/cells``, and the report (Table 1,
+   tables, plots) is made again from them in ``results/table1``, and the README's Table 1 block.
+
+The order puts first what Table 1's comparisons rest on: PTB's first seed of BPTT and DNI at T=8,
+then BPTT and DNI on Copy and Repeat Copy at T=3, 2, 4, 5, then PTB, then DNI + Aux and the
+placebo, then the ceilings (the oracle, full BPTT).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from sgrnn.errors import UserError
+
+STAGE = {"bptt": 0, "dni": 0, "dni-aux": 2, "placebo": 2, "oracle": 3, "full-bptt": 4}  # by method; PTB: 1
+T_ORDER = [3, 2, 4, 5]  # the data-efficiency figures' T first
+
+
+@dataclass(frozen=True)
+class Cell:
+    preset: str
+    task: str
+    sg: str
+    T: int
+    seed: int
+
+    @property
+    def folder(self) -> str:
+        """Its run folder below RUNS, as a sweep of its preset names it (conf/config.yaml, hydra.sweep.subdir)."""
+        return f"{self.task}/sg={self.sg},T={self.T},seed={self.seed},experiment={self.preset}"
+
+    @property
+    def name(self) -> str:
+        return f"experiment={self.preset} T={self.T} seed={self.seed}"
+
+    def priority(self) -> tuple:
+        method = self.preset[len(self.task) + 1 :]
+        if self.task == "ptb":
+            stage = -1 if method in ("bptt", "dni") and self.T == 8 and self.seed == 0 else 1
+        else:
+            stage = STAGE.get(method, 5)
+        return (stage, T_ORDER.index(self.T) if self.task != "ptb" and self.T in T_ORDER else self.T,
+                self.task, self.preset, self.seed)
+
+
+@functools.lru_cache(maxsize=1)
+def grid_cells() -> tuple[Cell, ...]:
+    """Every cell of the CPU presets (conf/experiment, less the paper-width ones), in run order."""
+    from hydra import compose, initialize_config_dir
+
+    from sgrnn.config import conf_dir, register_configs
+
+    register_configs()
+    cells = []
+    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
+        for path in sorted(Path(conf_dir(), "experiment").glob("*.yaml")):
+            if "paper" in path.stem:
+                continue
+            cfg = compose(config_name="config", overrides=[f"experiment={path.stem}"], return_hydra_config=True)
+            sweep = cfg.hydra.sweeper.params
+            cells += [Cell(path.stem, cfg.task.name, cfg.sg.name, int(T), int(seed))
+                      for T in str(sweep.T).split(",") for seed in str(sweep.seed).split(",")]
+    return tuple(sorted(cells, key=Cell.priority))
+
+
+def complete(path: Path) -> bool:
+    try:
+        return json.loads(path.read_text()).get("status") == "complete"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def copy_finished(cells: Iterable[Cell], src: Path, dst: Path, only_missing: bool) -> int:
+    """Copy each cell's finished summary.json from ``src`` to ``dst`` (where ``dst`` has none, if
+    ``only_missing``); how many were copied."""
+    n = 0
+    for cell in cells:
+        a, b = src / cell.folder / "summary.json", dst / cell.folder / "summary.json"
+        if not complete(a) or (only_missing and b.exists()):
+            continue
+        b.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(a, b)
+        n += 1
+    return n
+
+
+def command(cell: Cell, runs: Path, ptb_dir: str | None) -> list[str]:
+    """The cell's `sgrnn train` arguments."""
+    data = [f"task.data_dir={ptb_dir}"] if ptb_dir and cell.task == "ptb" else []
+    return ["train", "-m", f"experiment={cell.preset}", f"T={cell.T}", f"seed={cell.seed}", *data, "train.threads=1",
+            "train.progress=false", f"hydra.sweep.dir={runs}"]
+
+
+def outcome(runs: Path, cell: Cell) -> str:
+    """The cell's result in a few words, from its summary.json."""
+    from sgrnn.runs import fmt, result
+
+    try:
+        s = json.loads((runs / cell.folder / "summary.json").read_text())
+    except (OSError, ValueError):
+        return "no summary.json"
+    what = "length solved" if "max_solved" in s else "test BPC"
+    return f"{what} {fmt(result(s))}, {s.get('steps')} updates, {s.get('wall_s', 0) / 60:.1f} min"
+
+
+def run_cells(todo: list[Cell], runs: Path, jobs: int, ptb_dir: str | None) -> tuple[list[str], bool]:
+    """Run the cells ``jobs`` at a time; the failed cells' lines, and whether a signal stopped it."""
+    logs = runs / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    queue, running, failed, n = list(todo), {}, [], 0
+    stop, told = [], set()
+    old = {sig: signal.signal(sig, lambda s, f: stop.append(s)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while (queue and not stop) or running:
+            while queue and not stop and len(running) < jobs:
+                cell = queue.pop(0)
+                n += 1
+                log = logs / f"{cell.folder.replace('/', ',')}.log"
+                with open(log, "a") as f:
+                    p = subprocess.Popen([sys.executable, "-m", "sgrnn.cli", *command(cell, runs, ptb_dir)], stdout=f,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+                running[p] = (cell, n, log, time.time())
+                print(f"[{n}/{len(todo)}] start {cell.name}", flush=True)
+            if stop:
+                for p in running:
+                    if p.poll() is None and p not in told:
+                        p.send_signal(signal.SIGINT)  # the cell writes a checkpoint and stops
+                        told.add(p)
+            for p in [p for p in running if p.poll() is not None]:
+                cell, k, log, t0 = running.pop(p)
+                if p.returncode == 0:
+                    print(f"[{k}/{len(todo)}] done  {cell.name}: {outcome(runs, cell)}", flush=True)
+                    continue
+                lines = [x for x in log.read_text(errors="replace").splitlines() if x.strip()]
+                last = next((x for x in reversed(lines) if "error" in x.lower()), lines[-1] if lines else "")
+                failed.append(f"{cell.name} (exit {p.returncode}): {last.strip()} [log {log}]")
+                print(f"[{k}/{len(todo)}] {'stopped' if stop else 'FAILED'} {cell.name} after "
+                      f"{(time.time() - t0) / 60:.1f} min: {last.strip()}", flush=True)
+            time.sleep(0.5)
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    return failed, bool(stop)
+
+
+def finish(cells: Iterable[Cell], runs: Path, results: Path, readme: Path | None) -> None:
+    """Save the finished cells into results/.../cells and make the report and README block again."""
+    from sgrnn.readme import write_block
+    from sgrnn.report import report
+
+    store = results / "cells"
+    saved = copy_finished(cells, runs, store, only_missing=False) if runs.is_dir() else 0
+    print(f"sgrnn grid: {saved} finished cells saved to {store}")
+    if not any(store.rglob("summary.json")):
+        print("sgrnn grid: no finished cell yet: no report")
+        return
+    out = report(store, results)
+    print(f"sgrnn grid: report {out / 'report.md'} (with table1.md, table1.csv and plots)")
+    if readme:
+        changed = write_block(readme, out / "table1.md")
+        print(f"sgrnn grid: {readme}: Table 1 block {'replaced' if changed else 'unchanged'} from {out / 'table1.md'}")
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="sgrnn grid", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--jobs", type=int, default=2, help="cells at a time, one thread each (default 2)")
+    p.add_argument("--runs", default="runs/table1", help="the runs folder (default runs/table1)")
+    p.add_argument("--dry-run", action="store_true", help="print the sgrnn train commands, run and write nothing")
+    p.add_argument("--only", metavar="SUBSTRING", help="run only the cells whose 'experiment=NAME T=T seed=S' "
+                   "contains this (e.g. copy-dni, 'T=3 ', ptb-)")
+    p.add_argument("--fresh", action="store_true", help="restore no committed cell: measure every cell again")
+    p.add_argument("--results", default="results/table1", help="committed cells (RESULTS/cells) and the generated "
+                   "Table 1 files (default results/table1)")
+    p.add_argument("--readme", default="README.md", help="the README whose Table 1 block is regenerated (default README.md)")
+    p.add_argument("--no-readme", action="store_true", help="leave the README alone")
+    p.add_argument("--ptb-dir", default=None, help="PTB data (default: $SGRNN_DATA_DIR, else data/ptb)")
+    ns = p.parse_args(argv)
+    runs, results = Path(ns.runs), Path(ns.results)
+    store = results / "cells"
+    if ns.jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {ns.jobs}")
+    for flag, path in (("--runs", runs), ("--results", results), ("--results", store)):
+        if path.exists() and not path.is_dir():
+            raise UserError(f"{flag} {path} is a file, not a folder")
+    if not ns.fresh and not store.is_dir():
+        raise UserError(f"no committed cells in {store} (run from the repository's root, pass --results DIR, or "
+                        "--fresh to measure every cell)")
+    readme = None
+    if not ns.no_readme and not ns.dry_run:
+        from sgrnn.readme import check_readme
+
+        if not Path(ns.readme).exists():
+            raise UserError(f"no README {ns.readme} (run from the repository's root, or pass --no-readme)")
+        readme = check_readme(ns.readme)
+    cells = grid_cells()
+    chosen = [c for c in cells if ns.only is None or ns.only in f"{c.name} "]
+    if not chosen:
+        raise UserError(f"--only {ns.only!r} matches no cell of the grid ({cells[0].name}, ...)")
+    done = [c for c in chosen if complete(runs / c.folder / "summary.json")]
+    committed = [c for c in chosen if c not in done and not ns.fresh and complete(store / c.folder / "summary.json")]
+    todo = [c for c in chosen if c not in done and c not in committed]
+    plan = (f"{len(chosen)} cells: {len(committed)} committed in {store} (restored, not run), {len(done)} finished "
+            f"in {runs} already, {len(todo)} to run ({ns.jobs} at a time)")
+    if ns.dry_run:
+        for c in chosen:
+            mark = "# finished: " if c in done else "# committed: " if c in committed else ""
+            print(f"{mark}sgrnn {' '.join(command(c, runs, ns.ptb_dir))}")
+        print(f"# {plan}")
+        return 0
+    if any(c.task == "ptb" for c in todo):
+        from sgrnn.tasks.ptb import check_present
+
+        check_present(ns.ptb_dir or os.environ.get("SGRNN_DATA_DIR", "data/ptb"))
+    runs.mkdir(parents=True, exist_ok=True)
+    if not ns.fresh:
+        n = copy_finished(cells, store, runs, only_missing=True)
+        print(f"sgrnn grid: {n} finished cells restored from {store} into {runs}")
+    print(f"sgrnn grid: {plan}; logs in {runs / 'logs'}", flush=True)
+    failed, stopped = run_cells(todo, runs, ns.jobs, ns.ptb_dir) if todo else ([], False)
+    if stopped:
+        saved = copy_finished(cells, runs, store, only_missing=False)
+        print(f"sgrnn grid: stopped; {saved} finished cells saved to {store}; the same command resumes the grid",
+              file=sys.stderr)
+        return 130
+    finish(cells, runs, results, readme)
+    left = sum(not complete(runs / c.folder / "summary.json") for c in cells)
+    print(f"sgrnn grid: {len(cells) - left} of {len(cells)} cells finished")
+    if failed:
+        print(f"sgrnn: error: {len(failed)} cell(s) failed (the others finished; the same command runs them again):",
+              file=sys.stderr)
+        for line in failed:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,209 @@
+"""The commands beside `sgrnn train`: `sgrnn grid` (the Table 1 grid), `sgrnn bench` and
+`sgrnn analyse errors | quality | ceiling` (measurements of finished runs): their help, what they
+print and keep, and bad input as one line."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from sgrnn.grid import Cell, copy_finished, finish, grid_cells
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = ["task=copy", "model.hidden_size=8", "task.batch_size=8", "train.threads=1", "device=cpu", "diag.every=0"]
+
+
+def sgrnn_main(*args) -> int:
+    """`sgrnn ARGS...` in this process: its exit status."""
+    from sgrnn.cli import main
+
+    with pytest.raises(SystemExit) as exit:
+        main(list(args))
+    return exit.value.code or 0
+
+
+def files(folder: Path) -> dict:
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("command", [["grid"], ["bench"], ["analyse"], ["analyse", "errors"], ["analyse", "quality"],
+                                     ["analyse", "ceiling"], ["report"]])
+def test_every_command_has_help(command, capsys):
+    assert sgrnn_main(*command, "--help") == 0
+    assert capsys.readouterr().out.startswith(f"usage: sgrnn {' '.join(command)} ")
+
+
+def test_the_usage_lists_every_command(capsys):
+    assert sgrnn_main("--help") == 0
+    out = capsys.readouterr().out
+    assert all(f"\n  {c} " in out for c in ("train", "report", "grid", "bench", "analyse", "fetch-ptb"))
+
+
+def test_grid_dry_run_lists_the_147_cells_and_restores_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(ROOT)
+    runs = tmp_path / "runs"
+    assert sgrnn_main("grid", "--dry-run", "--runs", str(runs), "--jobs", "3") == 0
+    lines = capsys.readouterr().out.splitlines()
+    commands = [line.split("sgrnn ", 1)[1] for line in lines if "sgrnn train -m experiment=" in line]
+    assert len(commands) == len(set(commands)) == 147
+    assert all(c.endswith(f"train.threads=1 train.progress=false hydra.sweep.dir={runs}") for c in commands)
+    # every committed cell is one of the grid's (its folder name as the preset's sweep makes it)
+    committed = len(list((ROOT / "results" / "table1" / "cells").rglob("summary.json")))
+    assert sum(line.startswith("# committed: ") for line in lines) == committed >= 125
+    assert lines[-1] == (f"# 147 cells: {committed} committed in results/table1/cells (restored, not run), 0 finished "
+                         f"in {runs} already, {147 - committed} to run (3 at a time)")
+    assert lines[0].endswith("experiment=ptb-bptt T=8 seed=0 train.threads=1 train.progress=false "
+                             f"hydra.sweep.dir={runs}")  # the earliest sign on PTB comes first
+    assert not runs.exists()
+    assert sgrnn_main("grid", "--dry-run", "--fresh", "--runs", str(runs), "--only", "=copy-dni T=3") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[3:6] for line in lines[:-1]] == [["experiment=copy-dni", "T=3", f"seed={s}"] for s in range(3)]
+
+
+def test_the_grid_is_the_presets_cells_in_their_sweep_folders():
+    cells = grid_cells()
+    assert len(cells) == len(set(cells)) == 147
+    assert Cell("copy-dni-aux", "copy", "aux", 2, 0) in cells
+    assert Cell("copy-dni-aux", "copy", "aux", 2, 0).folder == "copy/sg=aux,T=2,seed=0,experiment=copy-dni-aux"
+    # BPTT and DNI at T=3 before T=2, 4, 5; the ceilings last
+    order = [(c.preset, c.T) for c in cells if c.task == "copy" and c.seed == 0]
+    assert order[:4] == [("copy-bptt", 3), ("copy-dni", 3), ("copy-bptt", 2), ("copy-dni", 2)]
+    assert order[-1] == ("copy-full-bptt", 1000)
+
+
+def test_the_grid_keeps_finished_cells_only_restores_missing_ones_and_regenerates_table1(tmp_path, capsys):
+    """Saving keeps only finished cells' summary.json; restoring fills a new runs folder without
+    replacing what it has; then Table 1 and the README block are made from the kept cells."""
+    from sgrnn.readme import BEGIN, END, block, readme_text
+
+    cells = [Cell("copy-bptt", "copy", "off", 2, seed) for seed in range(3)]
+    old, new, results = tmp_path / "old", tmp_path / "new", tmp_path / "results"
+
+    def summary(root, seed, status="complete", **extra):
+        folder = root / cells[seed].folder
+        folder.mkdir(parents=True)
+        (folder / "summary.json").write_text(json.dumps(
+            {"status": status, "task": "copy", "sg": "off", "T": 2, "seed": seed, "steps": 10, "samples": 160,
+             "wall_s": 60.0, "max_solved": {"N": 2, "R": 1, "length": 4 + seed, "span": 3}, **extra}))
+        (folder / "checkpoint.pt").write_bytes(b"x")
+    summary(old, 0)
+    summary(old, 1)
+    summary(old, 2, status="interrupted")
+    assert copy_finished(cells, old, results / "cells", only_missing=False) == 2
+    kept = sorted(p.relative_to(results / "cells") for p in (results / "cells").rglob("*") if p.is_file())
+    assert kept == [Path(cells[s].folder) / "summary.json" for s in (0, 1)]
+    summary(new, 1, marker=True)
+    assert copy_finished(cells, results / "cells", new, only_missing=True) == 1
+    assert json.loads((new / cells[1].folder / "summary.json").read_text())["marker"]  # not replaced
+    readme = tmp_path / "README.md"
+    readme.write_text(f"above\n{BEGIN}\n{END}\nbelow\n")
+    finish(cells, new, results, readme)
+    assert "| BPTT | **4.500** [4–5] (n=2) · paper 7 |" in (results / "table1.md").read_text()
+    assert block(readme.read_text()) == readme_text((results / "table1.md").read_text())
+    assert json.loads((results / "cells" / cells[1].folder / "summary.json").read_text())["marker"]  # saved back
+    assert "2 finished cells saved" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--runs", "FILE"], "--runs FILE is a file, not a folder"),
+    (["--jobs", "0"], "--jobs must be at least 1"),
+    (["--only", "nothing-matches"], "--only 'nothing-matches' matches no cell"),
+    (["--results", "EMPTY"], "no committed cells in EMPTY/cells"),
+    (["--readme", "EMPTY/README.md"], "no README EMPTY/README.md"),
+])
+def test_grid_bad_input_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(ROOT)
+    (tmp_path / "FILE").write_text("")
+    (tmp_path / "EMPTY").mkdir()
+    args = [a.replace("FILE", str(tmp_path / "FILE")).replace("EMPTY", str(tmp_path / "EMPTY")) for a in args]
+    before = files(tmp_path)
+    assert sgrnn_main("grid", "--runs", str(tmp_path / "runs"), *args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sgrnn: error: ") and err.count("\n") == 1
+    assert message.replace("FILE", str(tmp_path / "FILE")).replace("EMPTY", str(tmp_path / "EMPTY")) in err
+    assert files(tmp_path) == before and not (tmp_path / "runs").exists()
+
+
+@pytest.fixture(scope="module")
+def dni_run(tmp_path_factory):
+    """A tiny finished Copy run with an M (sg=on, T=2: its episodes cross a boundary)."""
+    from sgrnn.config import make_config
+    from sgrnn.train import train
+
+    folder = tmp_path_factory.mktemp("runs") / "copy" / "sg=on,T=2,seed=0"
+    train(make_config(*SMALL, "sg=on", "T=2", "train.max_steps=4"), folder)
+    return folder
+
+
+def test_analyse_errors_locates_each_output_against_the_truncation_segments(tmp_path, capsys):
+    """It rebuilds a finished Copy run read-only and gives each output step its input's step,
+    whether both lie in one segment of T steps from the episode's start, and its wrong bits per
+    sequence."""
+    from sgrnn.analyse.output_errors import output_errors
+    from sgrnn.config import make_config
+    from sgrnn.errors import UserError
+    from sgrnn.train import reopened, train
+
+    train(make_config(*SMALL, "T=4", "train.max_steps=4"), tmp_path)
+    before = files(tmp_path)
+    with reopened(tmp_path) as run:
+        r = output_errors(run, episodes=16, N=2)
+        r5 = output_errors(run, episodes=16, N=5)
+        # a readout that says 1 for every bit is wrong exactly on the target's zeros
+        with torch.no_grad():
+            run.core.readout.weight.zero_()
+            run.core.readout.bias.fill_(100.0)
+        ones = output_errors(run, episodes=16, N=2, seed=7)
+        ep = run.task.task.sample(2, 1, 16, torch.Generator().manual_seed(7), "cpu")
+        zeros = (1 - ep.y).sum(-1).mean(-1)  # [L]
+        run.cfg.task.protocol = "continuous"
+        with pytest.raises(UserError, match="continuous"):
+            output_errors(run, episodes=16)
+    # N=2: inputs at t=0, 1, delimiter at 2, outputs at 3, 4; segments [0-3], [4-7]
+    assert [(s["t"], s["input"], s["same_segment"]) for s in r["steps"]] == [(3, 0, True), (4, 1, False)]
+    assert [s["same_segment"] for s in r5["steps"]] == [False] * 5  # distance 6 > T: all cross
+    assert [s["wrong_bits"] for s in ones["steps"]] == pytest.approx(zeros[3:5].tolist())
+    assert sgrnn_main("analyse", "errors", str(tmp_path), "--episodes", "8", "--N", "2") == 0
+    assert "| 3 | 0 | same |" in capsys.readouterr().out
+    assert files(tmp_path) == before  # read-only: no file of the run folder written
+
+
+def test_analyse_quality_and_ceiling_measure_a_finished_run_read_only(dni_run, tmp_path, capsys):
+    before = files(dni_run.parent)
+    out = tmp_path / "quality.json"
+    # a folder of runs: every finished run below it that has an M
+    assert sgrnn_main("analyse", "quality", str(dni_run.parent.parent), "--batch", "8", "--fit", "16", "--json", str(out)) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"{dni_run.name}: sg_param_cos ") and "| copy | DNI | 2 | 1 | " in printed
+    q = json.loads(out.read_text())[str(dni_run)]
+    assert -1 <= q["sg_param_cos"] <= 1 and -1 <= q["sg_state_cos"] <= 1 and q["step"] == 4
+    assert sgrnn_main("analyse", "ceiling", str(dni_run), "--fit", "64", "--test", "16", "--mlp", "8") == 0
+    printed = capsys.readouterr().out
+    rows = [line for line in printed.splitlines() if line.startswith("| 1 |")]
+    assert len(rows) == 1 and all(-1 <= float(c) <= 1 for c in rows[0].strip("|").split("|")[2:5])
+    assert "ceiling cos" in printed and "MLP 8x2 fitted on 64 pairs:" in printed
+    assert files(dni_run.parent) == before
+
+
+@pytest.mark.parametrize("analysis", ["errors", "quality", "ceiling"])
+@pytest.mark.parametrize("where, message", [("missing", "no such folder"), ("file", "is a file, not a run folder"),
+                                            ("empty", "is not a run folder")])
+def test_analyse_bad_folder_is_one_line_and_writes_nothing(tmp_path, capsys, analysis, where, message):
+    (tmp_path / "file").write_text("")
+    (tmp_path / "empty").mkdir()
+    before = files(tmp_path)
+    assert sgrnn_main("analyse", analysis, str(tmp_path / where)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"sgrnn: error: {tmp_path / where}" if where != "missing" else "sgrnn: error: no such folder")
+    assert message in err and err.count("\n") == 1
+    assert files(tmp_path) == before
+
+
+def test_bench_without_ptb_data_is_one_line(tmp_path, capsys):
+    assert sgrnn_main("bench", "--shapes", "ptb", "--ptb-dir", str(tmp_path / "none")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sgrnn: error: PTB data not found") and err.count("\n") == 1
