@@ -407,7 +407,9 @@ def main(args: list[str]) -> None:
     print((out / "table1.md").read_text(), end="")
     for key in [k for k in EXTRA if getattr(ns, k)]:
         print((out / EXTRA[key]).read_text(), end="")
-    print(f"report: {out / 'report.md'} (with {out / 'table1.csv'} and plots)")
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    plots_note = f" and {len(pngs)} plots" if pngs else "; no plots: pip install -e \".[plot]\" for them"
+    print(f"report: {out / 'report.md'} (with {out / 'table1.csv'}{plots_note})")
     if ns.readme:
         from sgrnn.readme import write_block
 
