@@ -2,12 +2,12 @@
 runs' summary.json files alone.
 
 - ``--study``: one row per method and lever at each task and T, as the defaults study compares
-  them (README "Making the synthetic gradient pay"): median [min-max] length solved, the seeds,
+  them (docs/study/defaults.md): median [min-max] length solved, the seeds,
   median updates and milliseconds per update, the wall seconds to the first length BPTT never
   reached, the SG's parameter-space cosine (median over the run, then over seeds), and the
   instruments where the run ended (the mean of its last five measurements, at the length it was
-  learning; median over seeds): parameter-space cosine, its norm ratio, and the cosine of M's
-  target with the true future gradient.
+  learning; median over seeds): parameter-space cosine, that of the sequence-specific parts, its
+  norm ratio, the state-space cosine, and the cosine of M's target with the true future gradient.
 - ``--time-to-result``: for each curriculum task and T, the wall seconds (and updates) at which
   each method first solved each length, median over the seeds that got there.
 """
@@ -39,15 +39,20 @@ def at_end(s: dict, key: str, last: int = 5) -> Optional[float]:
     return sum(values) / len(values) if values else None
 
 
+AT_END = ("sg_param_cos", "sg_param_cos_seq", "sg_param_norm_ratio", "sg_state_cos", "sg_target_cos")
+
+
 def study_section(runs: list[dict]) -> list[str]:
     lines = ["## The study table: methods and levers side by side", "",
              "Median [min–max] over seeds; *s to BPTT's best + 1*: wall seconds until the run first solved a length "
              "that no BPTT seed at that T solved (how many seeds got there); *param cos*: the SG's parameter-space "
              "cosine, median over the run's measurements; *at the end*: the mean of the run's last five measurements "
-             "(median over seeds).", "",
+             "(median over seeds): the parameter-space cosine, and the same of the sequence-specific parts (each boundary's "
+             "batch mean out: what a placebo cannot match), the norm ratio, the state-space cosine and M's target's cosine.",
+             "",
              "| task | T | method (levers) | length solved | seeds | updates | ms/update | s to BPTT's best + 1 | param cos "
-             "| at the end: param cos | param norm ratio | target cos |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| at the end: param cos | seq. param cos | param norm ratio | state cos | target cos |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     cells = group([s for s in runs if is_curriculum(s)])
     keys = sorted(((T, k) for k in cells for T in cells[k]), key=lambda tk: (order_key(tk[1])[:2], tk[0], order_key(tk[1])))
     for T, key in keys:
@@ -63,9 +68,7 @@ def study_section(runs: list[dict]) -> list[str]:
             f"{','.join(str(s['seed']) for s in sorted(done, key=lambda s: s['seed']))} | "
             f"{fmt(med_of(done, lambda s: s.get('steps')))} | {fmt(med_of(done, lambda s: (s.get('cost') or {}).get('update_ms')))} | "
             f"{when} | {fmt(med_of(done, lambda s: run_median(s, 'sg_param_cos')))} | "
-            f"{fmt(med_of(done, lambda s: at_end(s, 'sg_param_cos')))} | "
-            f"{fmt(med_of(done, lambda s: at_end(s, 'sg_param_norm_ratio')))} | "
-            f"{fmt(med_of(done, lambda s: at_end(s, 'sg_target_cos')))} |")
+            + " | ".join(fmt(med_of(done, lambda s: at_end(s, k))) for k in AT_END) + " |")
     if len(lines) == 6:
         lines.append("(no finished Copy or Repeat Copy run)")
     return lines + [""]
