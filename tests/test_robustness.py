@@ -85,6 +85,7 @@ def test_sigkill_then_same_command_resumes_to_the_same_summary(tmp_path, uninter
     assert steps == sorted(set(steps)) == scalar_steps(uninterrupted, "train/loss")
 
 
+@pytest.mark.slow  # SIGTERM in a subprocess; tests/test_resume.py checks it in-process in the default run
 def test_sigterm_checkpoints_and_the_run_resumes(tmp_path, uninterrupted):
     args = [*KILL_RUN, "train.max_steps=400", f"hydra.run.dir={tmp_path}"]
     proc = cli(*args, wait=False)
@@ -311,6 +312,7 @@ def test_the_lock_dies_with_a_killed_process_and_the_same_command_resumes(tmp_pa
     assert "resuming from step" in (tmp_path / "sgrnn.log").read_text()
 
 
+@pytest.mark.slow  # tests/test_report.py runs a local parallel sweep in the default run
 def test_a_parallel_sweep_gives_every_cell_its_own_folder(tmp_path):
     r = cli("-m", *RUN[:-1], "sg=off,on", "seed=0,1", "train.max_steps=30", "hydra/launcher=local",
             f"hydra.sweep.dir={tmp_path}")

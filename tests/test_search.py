@@ -8,8 +8,10 @@ import subprocess
 import sys
 
 import optuna
+import pytest
 
 
+@pytest.mark.slow  # an Optuna study of real runs (14 s)
 def test_a_search_records_each_trials_objective_and_a_relaunch_continues_the_study(tmp_path):
     args = [sys.executable, "-m", "sgrnn.cli", "train", "-m", "task=copy", "sg=on", "T=3", "hydra/sweeper=search",
             "hydra.sweeper.n_trials=1", "model.hidden_size=16", "task.batch_size=8", "train.max_steps=30",
