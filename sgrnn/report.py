@@ -67,14 +67,14 @@ def cell_text(st: Optional[dict], paper) -> str:
 
 def table1(cells: dict) -> tuple[list[str], list[dict]]:
     """Markdown lines (one table per task) and CSV rows."""
-    lines, rows = [], []
+    lines, rows, lm = [], [], language_tasks(cells)
     for task in sorted({t for t, _ in cells}, key=lambda t: order_key((t, ""))):
         keys = sorted((k for k in cells if k[0] == task), key=order_key)
         # Untruncated rows (Full BPTT) do not depend on T: one set of runs, shown in every column.
         untruncated = {k for k in keys if all(T >= FULL_T for T in cells[k])}
         Ts = sorted({T for k in keys if k not in untruncated for T in cells[k]}
                     | {T for k in keys for T in PAPER.get(k, {})}) or sorted({T for k in keys for T in cells[k]})
-        metric = METRIC[task not in language_tasks(cells)]
+        metric = METRIC[task not in lm]
         lines += [f"### {title(task)}: {metric}", "",
                   "| method | " + " | ".join(f"T={T}" for T in Ts) + " |", "|---" * (len(Ts) + 1) + "|"]
         for key in keys:
@@ -159,7 +159,8 @@ def benefit_section(cells: dict) -> list[str]:
              "Copy / Repeat Copy: median over seeds of the largest length solved and of the dependency span "
              "(time steps between an input and its last use) vs T. A span beyond T was learned across "
              "truncation boundaries.", ""]
-    keys = sorted((k for k in cells if k[0] not in language_tasks(cells)), key=order_key)
+    lm = language_tasks(cells)
+    keys = sorted((k for k in cells if k[0] not in lm), key=order_key)
     if not keys:
         return lines + ["(no Copy or Repeat Copy runs)", ""]
     lines += ["| task | method | T | length | span | span / T |", "|---|---|---|---|---|---|"]
@@ -200,7 +201,8 @@ def extrapolation_section(cells: dict) -> list[str]:
              "| task | method | T | length | paper | samples spent | samples to paper's | hours at this rate |",
              "|---|---|---|---|---|---|---|---|"]
     rows = []
-    for k in sorted((k for k in cells if k[0] not in language_tasks(cells)), key=order_key):
+    lm = language_tasks(cells)
+    for k in sorted((k for k in cells if k[0] not in lm), key=order_key):
         for T in sorted(cells[k]):
             runs = finished(cells[k][T])
             paper = PAPER.get((k[0], structure_of(runs[0])), {}).get(T) if runs else None
