@@ -188,8 +188,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--jobs", type=int, default=2, help="cells at a time, one thread each (default 2)")
     p.add_argument("--runs", default="runs/table1", help="the runs folder (default runs/table1)")
     p.add_argument("--dry-run", action="store_true", help="print the sgrnn train commands, run and write nothing")
-    p.add_argument("--only", metavar="SUBSTRING", help="run only the cells whose 'experiment=NAME T=T seed=S' "
-                   "contains this (e.g. copy-dni, 'T=3 ', ptb-)")
+    p.add_argument("--only", metavar="SUBSTRING", action="append", help="run only the cells whose 'experiment=NAME "
+                   "T=T seed=S ' contains this (e.g. 'copy-dni ', 'T=3 ', ptb-); repeat it for any of several")
     p.add_argument("--fresh", action="store_true", help="restore no committed cell: measure every cell again")
     p.add_argument("--results", default="results/table1", help="committed cells (RESULTS/cells) and the generated "
                    "Table 1 files (default results/table1)")
@@ -215,9 +215,9 @@ def main(argv: list[str]) -> int:
             raise UserError(f"no README {ns.readme} (run from the repository's root, or pass --no-readme)")
         readme = check_readme(ns.readme)
     cells = grid_cells()
-    chosen = [c for c in cells if ns.only is None or ns.only in f"{c.name} "]
+    chosen = [c for c in cells if ns.only is None or any(o in f"{c.name} " for o in ns.only)]
     if not chosen:
-        raise UserError(f"--only {ns.only!r} matches no cell of the grid ({cells[0].name}, ...)")
+        raise UserError(f"--only {' '.join(map(repr, ns.only))} matches no cell of the grid ({cells[0].name}, ...)")
     done = [c for c in chosen if complete(runs / c.folder / "summary.json")]
     committed = [c for c in chosen if c not in done and not ns.fresh and complete(store / c.folder / "summary.json")]
     todo = [c for c in chosen if c not in done and c not in committed]

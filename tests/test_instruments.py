@@ -120,7 +120,7 @@ def test_summary_has_cost_accounting_and_the_instruments(tmp_path):
 
 def test_oracle_and_between_layers_runs_checkpoint_and_resume(tmp_path):
     for name, opts in {"oracle": ["sg=oracle"],
-                       "depth": ["sg=on", "sg.placement=between-layers", "model.num_layers=2"]}.items():
+                       "depth": ["sg=on", "sg.placement=between-layers", "sg.history=0", "model.num_layers=2"]}.items():
         cfg = [*opts, *SMALL, "train.checkpoint_every=10", "diag.every=0"]
         first = train(make_config(*cfg, "train.max_steps=20"), tmp_path / name)
         (tmp_path / name / "summary.json").unlink()  # as if it had been killed after its last checkpoint
@@ -131,8 +131,8 @@ def test_oracle_and_between_layers_runs_checkpoint_and_resume(tmp_path):
 
 
 def test_bfloat16_M_predicts_as_float32_M_does_to_bfloat16_precision_and_trains(tmp_path):
-    full = setup(make_config("sg=on", *SMALL), tmp_path / "f32")
-    low = setup(make_config("sg=on", "sg.dtype=bfloat16", *SMALL), tmp_path / "bf16")
+    full = setup(make_config("sg=on", "sg.history=0", *SMALL), tmp_path / "f32")
+    low = setup(make_config("sg=on", "sg.history=0", "sg.dtype=bfloat16", *SMALL), tmp_path / "bf16")
     torch.manual_seed(0)
     nn.init.normal_(low.sg.model.net[-1].weight, std=0.3)
     full.sg.model.load_state_dict(low.sg.model.state_dict())

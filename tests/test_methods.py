@@ -14,13 +14,13 @@ from sgrnn.sg import Context, make_method, sg_quality
 from sgrnn.sg.placebo import derangement
 from sgrnn.sg.quality import future_gradients, param_alignment
 from sgrnn.train import setup, update
-from test_sg_maths import oracle_future_gradients, setup as episode
+from test_sg_maths import STATE_ONLY, oracle_future_gradients, setup as episode
 
 SMALL = ["model.hidden_size=12", "task.batch_size=8", "task.start_N=4", "train.log_every=5", "device=cpu", "T=3"]
 
 
 def method(core, **kw):
-    cfg = make_config("sg=on", "sg.target=bootstrap").sg
+    cfg = make_config("sg=on", "sg.target=bootstrap", *STATE_ONLY).sg
     for k, v in kw.items():
         cfg[k] = v
     m = make_method(cfg, Context(core.state_size, core.state_size, torch.device("cpu"), core, None))
@@ -133,7 +133,7 @@ def test_derangement_has_no_fixed_point():
 def test_placebo_trains_M_as_on_and_gives_the_core_another_sequences_prediction():
     task, ep, core, segments = episode(T=3, N=5)
     on, placebo = method(core, scale=0.3), None
-    cfg = make_config("sg=placebo", "sg.target=bootstrap").sg
+    cfg = make_config("sg=placebo", "sg.target=bootstrap", *STATE_ONLY).sg
     cfg.scale = 0.3
     placebo = make_method(cfg, Context(core.state_size, core.state_size, torch.device("cpu"), core, task.loss))
     placebo.model.double()

@@ -224,11 +224,13 @@ def test_the_committed_table1_is_what_the_committed_cells_give():
 
 
 def test_the_measured_sg_defaults_are_what_each_method_composes_to():
-    """The defaults the README's tables justify (config.py SG_OPTIONS): scale 0.1 and the lambda
-    target for on / aux / placebo, aux_weight 0.1 for aux only; the oracle and off keep SGConfig's."""
-    on, aux, placebo, oracle = (compose_full(f"sg={m}").sg for m in ("on", "aux", "placebo", "oracle"))
-    assert [(c.scale, str(c.target)) for c in (on, aux, placebo)] == [(0.1, "lambda")] * 3
-    assert (aux.aux_weight, on.aux_weight, oracle.scale) == (0.1, 1.0, 1.0)
+    """The defaults the README's tables justify (config.py SG_OPTIONS): scale 1, rms inputs, a
+    16-step input window and the lambda target for on / aux / placebo, aux_weight 0.1 for aux only;
+    the oracle and off keep SGConfig's (no window)."""
+    on, aux, placebo, oracle, off = (compose_full(f"sg={m}").sg for m in ("on", "aux", "placebo", "oracle", "off"))
+    assert [(c.scale, str(c.input_norm), c.history, str(c.target)) for c in (on, aux, placebo)] == \
+        [(1.0, "rms", 16, "lambda")] * 3
+    assert (aux.aux_weight, on.aux_weight, oracle.scale, oracle.history, off.history) == (0.1, 1.0, 1.0, 0, 0)
 
 
 def test_the_report_never_pools_other_budgets_and_lists_every_folder_it_could_not_read(tmp_path):

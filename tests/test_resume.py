@@ -42,7 +42,7 @@ METHODS = {
     "aux": ["sg=aux"],
     "placebo": ["sg=placebo"],
     "oracle": ["sg=oracle"],
-    "between-layers": ["sg=on", "sg.placement=between-layers", "model.num_layers=2"],
+    "between-layers": ["sg=on", "sg.placement=between-layers", "sg.history=0", "model.num_layers=2"],
 }
 CASES = [(m, "copy") for m in METHODS] + [("on-lambda", "repeat-copy"), ("aux", "repeat-copy"),
                                           ("on-lambda", "ptb"), ("oracle", "ptb"), ("off", "ptb"),

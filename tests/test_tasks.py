@@ -123,6 +123,8 @@ def test_a_continuous_run_trains_and_reaches_the_curriculum(tmp_path):
     from sgrnn.config import make_config
     from sgrnn.train import train
 
-    s = train(make_config("task.protocol=continuous", "sg=on", "model.hidden_size=32", "task.batch_size=16",
+    # At sg=on's scale 1 this run solves nothing in 600 updates (scale 0.1: 4, as sg=off does):
+    # the continuous protocol is an open question (docs/study/plateau/README.md).
+    s = train(make_config("task.protocol=continuous", "sg=on", "sg.scale=0.1", "model.hidden_size=32", "task.batch_size=16",
                           "train.max_steps=600", "train.threads=1", "device=cpu", "diag.every=300"), tmp_path)
     assert s["status"] == "complete" and s["max_solved"]["length"] >= 4 and s["episodes"] > 0

@@ -14,7 +14,8 @@ SMALL = ["model.hidden_size=12", "task.batch_size=8", "task.start_N=4", "train.l
 def test_forcing_M_to_zero_gives_exactly_the_plain_truncated_bptt_trajectory(tmp_path):
     plain = setup(make_config("sg=off", *SMALL), tmp_path / "off")
     dni = setup(make_config("sg=on", *SMALL), tmp_path / "on")
-    dni.sg.model.predict = lambda s_end, s_start=None: (torch.zeros_like(s_end), None)  # M's output forced to 0
+    size = dni.core.state_size  # M reads the state and the input window (sg.history); it predicts the state's gradient
+    dni.sg.model.predict = lambda s_end, s_start=None: (s_end.new_zeros(s_end.shape[0], size), None)  # forced to 0
     for _ in range(30):  # several episodes of 9 steps: boundaries inside and at episode ends
         update(plain)
         update(dni)
@@ -57,6 +58,7 @@ def test_warm_up_longer_than_the_run_is_exactly_plain_truncated_bptt_while_M_lea
 
 def test_placement_top_leaves_the_lower_layers_out_of_M(tmp_path):
     two = [*SMALL, "model.num_layers=2"]
+    two = [*two, "sg.history=0"]  # M reads the state alone here
     run_all = setup(make_config("sg=on", *two), tmp_path / "all")
     run_top = setup(make_config("sg=on", "sg.placement=top", *two), tmp_path / "top")
     assert run_all.sg.model.net[0].in_features == 2 * 2 * 12
@@ -77,7 +79,7 @@ def test_placement_top_leaves_the_lower_layers_out_of_M(tmp_path):
 def test_between_layers_warm_up_is_exact_bptt_and_then_the_depth_sg_takes_over(tmp_path):
     two = [*SMALL, "model.num_layers=2"]
     plain = setup(make_config("sg=off", *two), tmp_path / "off")
-    warm = setup(make_config("sg=on", "sg.placement=between-layers", "sg.start_step=1000", *two), tmp_path / "warm")
+    warm = setup(make_config("sg=on", "sg.placement=between-layers", "sg.history=0", "sg.start_step=1000", *two), tmp_path / "warm")
     assert warm.sg.model is None and [m.net[0].in_features for m in warm.sg.models] == [12]
     d0 = [p.detach().clone() for p in warm.sg.parameters()]
     for _ in range(12):
@@ -89,7 +91,7 @@ def test_between_layers_warm_up_is_exact_bptt_and_then_the_depth_sg_takes_over(t
     assert all(not torch.equal(a, b) for a, b in zip(d0, warm.sg.parameters()))  # M_1 learned meanwhile
     assert warm.log.sums["sg/target_norm"] > 0
     # From start_step on, layer 0 is updated with M_l's prediction (zero at first): it changes less.
-    dec = setup(make_config("sg=on", "sg.placement=between-layers", *two), tmp_path / "dec")
+    dec = setup(make_config("sg=on", "sg.placement=between-layers", "sg.history=0", *two), tmp_path / "dec")
     lower0, upper0 = ([p.detach().clone() for p in dec.core.layers[i].parameters()] for i in (0, 1))
     for _ in range(2):  # segment 0-2 is input only (no loss); 3-5 has the first loss
         update(dec)

@@ -35,9 +35,10 @@ from torch import nn
 
 
 def rms_blocks(s: torch.Tensor, block: int, eps: float = 1e-6) -> torch.Tensor:
-    """s [B, k * block] with each block divided by its root mean square (per row)."""
-    b = s.unflatten(1, (-1, block))
-    return (b * torch.rsqrt(b.pow(2).mean(dim=2, keepdim=True) + eps)).flatten(1)
+    """s [..., k * block] with each block of the last dimension divided by its root mean square
+    (per row; between-layers M reads [B, T, H])."""
+    b = s.unflatten(-1, (-1, block))
+    return (b * torch.rsqrt(b.pow(2).mean(dim=-1, keepdim=True) + eps)).flatten(-2)
 
 
 def normalised(s: torch.Tensor, block: int, size: int) -> torch.Tensor:
@@ -45,9 +46,9 @@ def normalised(s: torch.Tensor, block: int, size: int) -> torch.Tensor:
     (``block`` 0: as is), then any further columns (``sg.history``'s inputs) as they are."""
     if not block:
         return s
-    if s.shape[1] == size:
+    if s.shape[-1] == size:
         return rms_blocks(s, block)
-    return torch.cat([rms_blocks(s[:, :size], block), s[:, size:]], dim=1)
+    return torch.cat([rms_blocks(s[..., :size], block), s[..., size:]], dim=-1)
 
 
 class LinearM(nn.Module):
