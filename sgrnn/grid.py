@@ -4,7 +4,9 @@ at T=8, 20, 40 and DNI, DNI + Aux, the placebo and the oracle at T=8; 3 seeds ea
 
 1. The committed cells (``results/table1/cells``: each finished cell's summary.json, nothing else)
    are restored into the runs folder where it has none of its own, so they are not run again
-   (``--fresh``: no restore, every cell is measured again).
+   (``--fresh``: no restore, every cell is measured again). A cell, committed or in the runs
+   folder, that was run with another config than its preset composes to now (a default changed)
+   is stale: it is not restored, it runs again, and a stale run folder is set aside in RUNS/stale/.
 2. Every cell without a finished summary.json runs, ``--jobs`` at a time, each as its own
    ``sgrnn train -m experiment=NAME T=T seed=SEED train.threads=1`` process (the folder a sweep of
    the preset gives it; output in RUNS/logs/). An interrupted cell resumes from its checkpoint when
@@ -90,6 +92,45 @@ def complete(path: Path) -> bool:
         return json.loads(path.read_text()).get("status") == "complete"
     except (OSError, ValueError, AttributeError):
         return False
+
+
+def changes(cells: Iterable[Cell], root: Path, ptb_dir: str | None) -> dict[Cell, list[str]]:
+    """The cells whose finished summary.json below ``root`` was run with another config than the
+    one their preset composes to now (a default or a preset changed since): {cell: ['key: then ->
+    now', ...]}. Budgets, threads and data paths do not count (``checkpoint.config_changes``);
+    a summary without its config is taken as it is."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from sgrnn.checkpoint import config_changes
+    from sgrnn.config import conf_dir, register_configs
+
+    out, presets = {}, {}
+    finished = [(c, root / c.folder / "summary.json") for c in cells]
+    finished = [(c, p) for c, p in finished if complete(p)]
+    if not finished:
+        return out
+    register_configs()
+    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
+        for cell, path in finished:
+            then = json.loads(path.read_text()).get("config")
+            if not isinstance(then, dict):
+                continue
+            if cell.preset not in presets:  # one compose a preset; T and seed are set on a copy
+                presets[cell.preset] = compose(config_name="config", overrides=command(cell, root, ptb_dir)[2:-1])
+            cfg = presets[cell.preset].copy()
+            cfg.T, cfg.seed = cell.T, cell.seed
+            if diff := config_changes(then, OmegaConf.to_container(cfg, resolve=True)):
+                out[cell] = diff
+    return out
+
+
+def stale_note(stale: dict[Cell, list[str]], where: Path) -> str:
+    """One line on the cells run with another config: how many, and what changed."""
+    keys = sorted({d.split(":")[0] for diff in stale.values() for d in diff})
+    example = next(iter(stale.values()))
+    return (f"{len(stale)} finished cells in {where} were run with another config than their preset's now "
+            f"({', '.join(keys)}; e.g. {'; '.join(example[:3])}): they run again")
 
 
 def copy_finished(cells: Iterable[Cell], src: Path, dst: Path, only_missing: bool) -> int:
@@ -218,15 +259,24 @@ def main(argv: list[str]) -> int:
     chosen = [c for c in cells if ns.only is None or any(o in f"{c.name} " for o in ns.only)]
     if not chosen:
         raise UserError(f"--only {' '.join(map(repr, ns.only))} matches no cell of the grid ({cells[0].name}, ...)")
-    done = [c for c in chosen if complete(runs / c.folder / "summary.json")]
-    committed = [c for c in chosen if c not in done and not ns.fresh and complete(store / c.folder / "summary.json")]
+    stale_runs = changes(chosen, runs, ns.ptb_dir)
+    stale_store = {} if ns.fresh else changes(cells, store, ns.ptb_dir)  # every cell: the unchosen are restored too
+    done = [c for c in chosen if complete(runs / c.folder / "summary.json") and c not in stale_runs]
+    committed = [c for c in chosen if c not in done and not ns.fresh and c not in stale_store
+                 and complete(store / c.folder / "summary.json")]
     todo = [c for c in chosen if c not in done and c not in committed]
     plan = (f"{len(chosen)} cells: {len(committed)} committed in {store} (restored, not run), {len(done)} finished "
             f"in {runs} already, {len(todo)} to run ({ns.jobs} at a time)")
+    notes = [stale_note(st, where) for st, where in (({c: d for c, d in stale_store.items() if c in chosen}, store),
+                                                      (stale_runs, runs)) if st]
     if ns.dry_run:
         for c in chosen:
-            mark = "# finished: " if c in done else "# committed: " if c in committed else ""
+            mark = ("# finished: " if c in done else "# committed: " if c in committed else
+                    f"# stale ({'; '.join((stale_runs.get(c) or stale_store[c])[:2])}): "
+                    if c in stale_runs or c in stale_store else "")
             print(f"{mark}sgrnn {' '.join(command(c, runs, ns.ptb_dir))}")
+        for note in notes:
+            print(f"# {note}")
         print(f"# {plan}")
         return 0
     if any(c.task == "ptb" for c in todo):
@@ -234,8 +284,15 @@ def main(argv: list[str]) -> int:
 
         check_present(ns.ptb_dir or os.environ.get("SGRNN_DATA_DIR", "data/ptb"))
     runs.mkdir(parents=True, exist_ok=True)
+    for note in notes:
+        print(f"sgrnn grid: {note}")
+    for cell in stale_runs:  # kept, not overwritten: runs/stale/<folder> (the newest set-aside)
+        aside = runs / "stale" / cell.folder
+        shutil.rmtree(aside, ignore_errors=True)
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(runs / cell.folder, aside)
     if not ns.fresh:
-        n = copy_finished(cells, store, runs, only_missing=True)
+        n = copy_finished([c for c in cells if c not in stale_store], store, runs, only_missing=True)
         print(f"sgrnn grid: {n} finished cells restored from {store} into {runs}")
     print(f"sgrnn grid: {plan}; logs in {runs / 'logs'}", flush=True)
     failed, stopped = run_cells(todo, runs, ns.jobs, ns.ptb_dir) if todo else ([], False)

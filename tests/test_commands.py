@@ -52,8 +52,10 @@ def test_grid_dry_run_lists_the_147_cells_and_restores_nothing(tmp_path, monkeyp
     assert len(commands) == len(set(commands)) == 147
     assert all(c.endswith(f"train.threads=1 train.progress=false hydra.sweep.dir={runs}") for c in commands)
     # every committed cell is one of the grid's (its folder name as the preset's sweep makes it)
-    committed = len(list((ROOT / "results" / "table1" / "cells").rglob("summary.json")))
-    assert sum(line.startswith("# committed: ") for line in lines) == committed >= 125
+    # (less those run with another config than their preset's now: stale, run again)
+    every = len(list((ROOT / "results" / "table1" / "cells").rglob("summary.json")))
+    committed, stale = (sum(line.startswith(m) for line in lines) for m in ("# committed: ", "# stale ("))
+    assert committed + stale == every >= 125
     assert lines[-1] == (f"# 147 cells: {committed} committed in results/table1/cells (restored, not run), 0 finished "
                          f"in {runs} already, {147 - committed} to run (3 at a time)")
     assert lines[0].endswith("experiment=ptb-bptt T=8 seed=0 train.threads=1 train.progress=false "
@@ -62,6 +64,46 @@ def test_grid_dry_run_lists_the_147_cells_and_restores_nothing(tmp_path, monkeyp
     assert sgrnn_main("grid", "--dry-run", "--fresh", "--runs", str(runs), "--only", "=copy-dni T=3") == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[3:6] for line in lines[:-1]] == [["experiment=copy-dni", "T=3", f"seed={s}"] for s in range(3)]
+
+
+def test_a_cell_run_with_another_config_than_its_preset_now_is_stale_runs_again_and_is_set_aside(
+        tmp_path, monkeypatch, capsys):
+    """A default or preset changed after a cell finished: its summary's config differs from what
+    the preset composes to now, so neither the committed copy nor the run folder's counts."""
+    import sgrnn.grid as grid
+    from omegaconf import OmegaConf
+
+    from sgrnn.config import make_config
+
+    monkeypatch.chdir(ROOT)
+    cells = [Cell("copy-dni", "copy", "on", 3, seed) for seed in range(3)]
+    results, runs = tmp_path / "results", tmp_path / "runs"
+
+    def summary(root, cell, **change):
+        cfg = make_config(f"experiment={cell.preset}", f"T={cell.T}", f"seed={cell.seed}", "train.threads=1",
+                          "train.progress=false", *(f"{k}={v}" for k, v in change.items()))
+        (root / cell.folder).mkdir(parents=True)
+        (root / cell.folder / "summary.json").write_text(json.dumps(
+            {"status": "complete", "config": OmegaConf.to_container(cfg, resolve=True), "seed": cell.seed}))
+    summary(results / "cells", cells[0])  # as the preset runs now, with a budget and thread count of its own:
+    summary(results / "cells", cells[1], **{"sg.history": 0})  # before the window was a default
+    summary(runs, cells[2], **{"sg.scale": 0.1, "train.max_samples": 99})
+    assert grid.changes(cells, results / "cells", None) == {cells[1]: ["sg.history: 0 -> 16"]}
+    assert grid.changes(cells, runs, None) == {cells[2]: ["sg.scale: 0.1 -> 1.0"]}
+    only = ["--only", "experiment=copy-dni T=3 "]
+    assert sgrnn_main("grid", "--dry-run", "--runs", str(runs), "--results", str(results), *only) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines[:3]] == ["# committed", "# stale (sg.history", "# stale (sg.scale"]
+    assert lines[-1].startswith("# 3 cells: 1 committed") and lines[-1].endswith("2 to run (2 at a time)")
+    assert "1 finished cells in " in lines[-3] and "(sg.history; e.g. sg.history: 0 -> 16): they run again" in lines[-3]
+    ran = []
+    monkeypatch.setattr(grid, "run_cells", lambda todo, *a: (ran.extend(todo), ([], False))[1])
+    monkeypatch.setattr(grid, "finish", lambda *a: None)
+    assert sgrnn_main("grid", "--runs", str(runs), "--results", str(results), "--no-readme", *only) == 0
+    assert ran == cells[1:]
+    assert json.loads((runs / "stale" / cells[2].folder / "summary.json").read_text())["seed"] == 2  # kept aside
+    assert not (runs / cells[2].folder).exists() and not (runs / cells[1].folder).exists()  # not restored
+    assert (runs / cells[0].folder / "summary.json").exists()  # restored
 
 
 def test_the_grid_is_the_presets_cells_in_their_sweep_folders():
