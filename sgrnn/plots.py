@@ -1,5 +1,5 @@
 """The PNG plots of ``sgrnn report`` (matplotlib, the ``plot`` extra): curriculum length vs
-timestep-samples and SG cosine vs updates (a row of panels per task, a column per T, a colour
+timestep-samples (linear, and on a log axis with the median over seeds and the paper's marks) and SG cosine vs updates (a row of panels per task, a column per T, a colour
 per method, a line per seed), and PTB validation BPC vs timestep-samples (the paper's figure:
 one panel, a colour per method and T, the median over seeds with their range)."""
 
@@ -9,7 +9,7 @@ import statistics
 from pathlib import Path
 from typing import Callable
 
-from sgrnn.runs import finished, language_tasks, order_key, sg_curve, title
+from sgrnn.runs import FULL_T, PAPER, finished, language_tasks, length_at, order_key, result, sg_curve, title
 
 
 def curriculum_curve(s: dict) -> tuple[list, list]:
@@ -94,7 +94,47 @@ def plots(cells: dict, out: Path) -> list[str]:
         ax.legend(fontsize=7)
         save(fig, name)
 
+    def budget_figure(name: str, tasks: list[str]):
+        """Length solved against timestep-samples on a log axis, a panel per task and T: the median
+        over seeds as a line, their range as a band (up to the shortest seed's budget), the
+        paper's BPTT and DNI lengths as dashed marks."""
+        panels = sorted({(k[0], T) for k in cells if k[0] in tasks for T in cells[k]
+                         if T < FULL_T and any(s.get("solved_at") for s in finished(cells[k][T]))},
+                        key=lambda p: (order_key((p[0], "")), p[1]))
+        if not panels:
+            return
+        cols = min(4, len(panels))
+        rows = -(-len(panels) // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
+        for ax in axes.flat[len(panels):]:
+            ax.set_visible(False)
+        for ax, (task, T) in zip(axes.flat, panels):
+            keys = sorted((k for k in cells if k[0] == task), key=order_key)  # a colour per method, in every panel
+            for i, key in enumerate(keys):
+                # full BPTT (one segment per episode) is the same run at every T: in every panel, a ceiling
+                runs = [s for t in cells[key] if t == T or t >= FULL_T for s in finished(cells[key][t])]
+                runs = [s for s in runs if result(s) is not None and s.get("samples")]
+                if not runs:
+                    continue
+                end = min(s["samples"] for s in runs)
+                xs = sorted({p["samples"] for s in runs for p in s.get("solved_at", []) if 0 < p["samples"] <= end} | {end})
+                ys = [[length_at(s, x) for s in runs] for x in xs]
+                ax.step(xs, [statistics.median(y) for y in ys], where="post", color=f"C{i}",
+                        label=f"{key[1]} (n={len(runs)})")
+                ax.fill_between(xs, [min(y) for y in ys], [max(y) for y in ys], step="post", color=f"C{i}", alpha=0.2,
+                                linewidth=0)
+            for method, style in (("BPTT", ":"), ("DNI", "--")):
+                if (mark := PAPER.get((task, method), {}).get(T)) is not None:
+                    ax.axhline(mark, color="grey", linestyle=style, linewidth=1, label=f"paper's {method}")
+            ax.set_xscale("log")
+            ax.set_title(f"{title(task)}, T={T}")
+            ax.set_xlabel("timestep-samples")
+            ax.set_ylabel("length solved")
+            ax.legend(fontsize=6)
+        save(fig, name)
+
     figure("curriculum.png", [t for t in tasks if t not in lm], curriculum_curve, "timestep-samples", "length solved")
+    budget_figure("length_vs_budget.png", [t for t in tasks if t not in lm])
     ptb_figure("ptb_valid_bpc.png")
     figure("sg_cos.png", tasks,
            lambda s: ([p["step"] for p in sg_curve(s)], [p["sg_cos"] for p in sg_curve(s)]),

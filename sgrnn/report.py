@@ -19,17 +19,9 @@ from pathlib import Path
 from typing import Optional
 
 from sgrnn.errors import UserError
-from sgrnn.runs import (FULL_T, baseline_of, is_curriculum, language_tasks, title, finished, fmt, group, load_runs, med_of, median, order_key, result,
-                        sg_curve, structure_of)
+from sgrnn.runs import (FULL_T, PAPER, baseline_of, is_curriculum, language_tasks, title, finished, fmt, group, load_runs, med_of, median, order_key, result,
+                        length_at, sg_curve, structure_of)
 
-PAPER = {
-    ("copy", "BPTT"): {2: 7, 3: 8, 4: 10, 5: 8},
-    ("copy", "DNI"): {2: 16, 3: 14, 4: 18, 5: 18},
-    ("repeat-copy", "BPTT"): {2: 7, 3: 5, 4: 19, 5: 23},
-    ("repeat-copy", "DNI"): {2: 39, 3: 33, 4: 39, 5: 59},
-    ("ptb", "BPTT"): {8: 1.354, 20: 1.349, 40: 1.344},
-    ("ptb", "DNI"): {8: 1.340},
-}
 METRIC = {True: "largest length solved (higher is better)", False: "test BPC (lower is better)"}  # by is_curriculum
 
 
@@ -175,53 +167,69 @@ def benefit_section(cells: dict) -> list[str]:
 
 
 def samples_to(s: dict, length: float) -> Optional[float]:
-    """Timestep-samples at which a run first solved ``length``, measured where it got there,
-    else extrapolated in a straight line from zero through the whole run (plateaus included):
-    samples spent x length / length solved."""
+    """Timestep-samples at which a run first solved ``length`` (None if it never did)."""
     hits = [p["samples"] for p in s.get("solved_at", []) if p["length"] >= length]
-    if hits:
-        return float(min(hits))
-    solved = result(s)
-    return s["samples"] * length / solved if solved and s.get("samples") else None
+    return float(min(hits)) if hits else None
 
 
-# A straight line from zero through a run this short says nothing about the paper's budget: its
-# curriculum has barely started (a Table 1 cell spends 3.5M).
+# A run this short says nothing about the paper's budget: its curriculum has barely started (a
+# Table 1 cell spends 3.5M).
 MIN_EXTRAPOLATE = 1e6
+TAIL = 1 / 3  # a run "stopped" when its length did not grow in this last part of its budget
 
 
-def extrapolation_section(cells: dict) -> list[str]:
-    """What the paper's lengths would cost at the rate these runs learned: an extrapolation."""
-    lines = ["## Extrapolated: the budget the paper's lengths would need at this rate", "",
-             "Where a run reached the paper's length, the timestep-samples at which it did (measured); otherwise a "
-             "straight line from zero through the whole run, plateaus included: samples spent x paper's length / "
-             "length solved (an extrapolation, not a measurement; longer lengths are harder to learn, so the true "
-             "budget is likely larger, and a run on a plateau may never get there). Median over seeds; hours at the "
-             "cells' measured timestep-samples/s.", "",
-             "| task | method | T | length | paper | samples spent | samples to paper's | hours at this rate |",
-             "|---|---|---|---|---|---|---|---|"]
+def growth(s: dict) -> dict:
+    """One run's length against its budget B: the samples at its last new length, whether that
+    was in the last third of B, and the length gained over the last decade (B/10 to B)."""
+    budget, length = s.get("samples") or 0, result(s) or 0
+    last = max((p["samples"] for p in s.get("solved_at", [])), default=0)
+    return {"budget": budget, "last": last, "grew": last > (1 - TAIL) * budget,
+            "gain": length - length_at(s, budget / 10)}
+
+
+def stops_section(cells: dict) -> list[str]:
+    """Where each cell's length stopped growing, or how fast it still grew; and, where it still
+    grew, the budget the paper's length would need at that rate (an extrapolation)."""
+    lines = ["## Where learning stops: the length against the budget", "",
+             "Per run: the timestep-samples at its last new length, whether it grew in the last third of its "
+             f"budget, and the length gained over the last decade of samples (from a tenth of the budget to all "
+             "of it). Median over seeds. Where the runs still grew, the samples the paper's length would need "
+             "if the length kept growing by that gain per decade (an extrapolation, not a measurement: longer "
+             "lengths are harder, so likely more); where every run reached it, the samples at which they did "
+             "(measured).", "",
+             "| task | method | T | length | budget | last new length at | grew in the last third | gain per decade "
+             "| paper | samples to the paper's | hours at this rate |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     rows = []
     lm = language_tasks(cells)
     for k in sorted((k for k in cells if k[0] not in lm), key=order_key):
         for T in sorted(cells[k]):
-            runs = finished(cells[k][T])
-            paper = PAPER.get((k[0], structure_of(runs[0])), {}).get(T) if runs else None
-            if paper is None:
+            runs = [s for s in finished(cells[k][T]) if result(s) is not None]
+            if not runs:
                 continue
-            need = med_of(runs, lambda s: samples_to(s, paper))
-            spent, sps = med_of(runs, lambda s: s.get("samples")), med_of(runs, lambda s: s.get("cost", {}).get("samples_per_s"))
-            if need is None:
-                continue
-            how = "measured" if all(result(s) is not None and result(s) >= paper for s in runs) else "extrapolated"
-            if how == "extrapolated" and (spent or 0) < MIN_EXTRAPOLATE:
-                rows.append(f"| {title(k[0])} | {k[1]} | {T} | {fmt(med_of(runs, result))} | {paper} | {spent:.3g} | "
-                            f"too short to extrapolate (under {MIN_EXTRAPOLATE:.0e}) | - |")
-                continue
-            hours = f"{need / sps / 3600:.2g}" if sps else "-"
-            rows.append(f"| {title(k[0])} | {k[1]} | {T} | {fmt(med_of(runs, result))} | {paper} | {spent:.3g} | "
-                        f"{need:.3g} ({how}) | {hours} |")
+            g = [growth(s) for s in runs]
+            length, budget = med_of(runs, result), median([x["budget"] for x in g])
+            last, gain = median([x["last"] for x in g]), median([x["gain"] for x in g])
+            grew = sum(x["grew"] for x in g)
+            paper = PAPER.get((k[0], structure_of(runs[0])), {}).get(T)
+            sps = med_of(runs, lambda s: s.get("cost", {}).get("samples_per_s"))
+            need, how = None, "-"
+            if paper is not None:
+                if all(result(s) >= paper for s in runs):
+                    need = median([samples_to(s, paper) or s["samples"] for s in runs])
+                    how = f"{need:.3g} (measured)"
+                elif budget < MIN_EXTRAPOLATE:
+                    how = f"too short to extrapolate (under {MIN_EXTRAPOLATE:.0e})"
+                elif not grew or gain <= 0:
+                    how = "not at this rate: flat"
+                else:
+                    need = budget * 10 ** ((paper - length) / gain)
+                    how = f"{need:.2g} (extrapolated)"
+            hours = f"{need / sps / 3600:.2g}" if need and sps else "-"
+            rows.append(f"| {title(k[0])} | {k[1]} | {T} | {fmt(length)} | {budget:.3g} | {last:.3g} | {grew}/{len(g)} "
+                        f"| {fmt(gain)} | {paper if paper is not None else '-'} | {how} | {hours} |")
     if not rows:
-        return lines[:2] + ["(no finished Copy or Repeat Copy run of a method with a paper number)", ""]
+        return lines[:2] + ["(no finished Copy or Repeat Copy run)", ""]
     return lines + rows + [""]
 
 
@@ -379,7 +387,7 @@ def report(runs_dir: str | Path, out: Optional[str | Path] = None, study: bool =
              + (f"; {len(problems)} more folders not read (listed below)." if problems else "."), "",
              *(["Folders not read:", "", *skipped, ""] if skipped else []),
              "## Table 1", "", *table, "## How the runs were made", "", *made, *cost_section(cells),
-             *benefit_section(cells), *extrapolation_section(cells), *quality_section(cells),
+             *benefit_section(cells), *stops_section(cells), *quality_section(cells),
              *warmup_section(cells), *extra_sections(runs, out, study, time_to_result), "## Plots", ""]
     lines += [f"![{p}]({p})" for p in pngs] or ["(matplotlib is not installed: pip install -e \".[plot]\")"]
     (out / "report.md").write_text("\n".join(lines) + "\n")

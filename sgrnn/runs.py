@@ -35,8 +35,18 @@ def is_curriculum(s: dict) -> bool:
 def language_tasks(cells: dict) -> set:
     """The tasks of ``group``'s cells whose runs are language models."""
     return {k[0] for k, by_T in cells.items() for runs in by_T.values() for s in runs if not is_curriculum(s)}
+
+
 # Table 1 of the paper (ICML version) as far as it could be read (../shared/PAPER.md): largest
 # length modelled for Copy / Repeat Copy; PTB test BPC from the paper's learning-curve figure.
+PAPER = {
+    ("copy", "BPTT"): {2: 7, 3: 8, 4: 10, 5: 8},
+    ("copy", "DNI"): {2: 16, 3: 14, 4: 18, 5: 18},
+    ("repeat-copy", "BPTT"): {2: 7, 3: 5, 4: 19, 5: 23},
+    ("repeat-copy", "DNI"): {2: 39, 3: 33, 4: 39, 5: 59},
+    ("ptb", "BPTT"): {8: 1.354, 20: 1.349, 40: 1.344},
+    ("ptb", "DNI"): {8: 1.340},
+}
 
 
 def load_runs(root: Path, problems: Optional[list] = None) -> list[dict]:
@@ -180,6 +190,11 @@ def finished(runs: list[dict]) -> list[dict]:
 
 def med_of(runs: list[dict], get: Callable[[dict], Optional[float]]) -> Optional[float]:
     return median([v for v in (get(s) for s in finished(runs)) if v is not None])
+
+
+def length_at(s: dict, samples: float) -> int:
+    """The largest length a curriculum run had solved by ``samples`` timestep-samples."""
+    return max((p["length"] for p in s.get("solved_at", []) if p["samples"] <= samples), default=0)
 
 
 def sg_curve(s: dict) -> list[dict]:

@@ -117,7 +117,7 @@ def test_report_table_has_medians_spread_paper_numbers_and_never_shows_missing_o
     assert "| Copy | DNI | 2 | 4 | 1 | 2 | 0.500 | 0.500 | 600 | 0.86 | 4 | 4 |" in md
     assert "| Copy | DNI | 2 | 0.100 → 0.600 | 0.500 → 0.900 | 0.200 → 0.100 |" in md  # SG quality, first → last
     assert "| Copy | DNI (warm-up 500) | 2 | 8 | DNI: 8 |" in md
-    assert {"curriculum.png", "ptb_valid_bpc.png", "sg_cos.png"} <= {p.name for p in out.iterdir()}
+    assert {"curriculum.png", "length_vs_budget.png", "ptb_valid_bpc.png", "sg_cos.png"} <= {p.name for p in out.iterdir()}
 
 
 def test_report_names_the_hardware_the_wall_time_and_the_commands_folded_into_sweeps(tmp_path):
@@ -137,18 +137,22 @@ def test_report_names_the_hardware_the_wall_time_and_the_commands_folded_into_sw
     assert "(1 finished run predates the recorded command.)" in table
 
 
-def test_the_paper_budget_is_measured_where_reached_and_extrapolated_in_a_straight_line_otherwise(tmp_path,
+def test_where_learning_stops_is_measured_and_the_paper_budget_extrapolated_by_the_gain_per_decade(tmp_path,
                                                                                                   monkeypatch):
     import sgrnn.report
 
-    write(tmp_path / "copy" / "off,T=2,seed=0", **copy_run(2, 0, 5))  # 1600 samples for length 5; paper 7
+    # lengths 3, 4, 5 at 720, 960, 1200 samples (copy_run), budget 100 x T x 8
+    write(tmp_path / "copy" / "off,T=2,seed=0", **copy_run(2, 0, 5))  # 1600: grew in the last third; paper 7
+    write(tmp_path / "copy" / "off,T=3,seed=0", **copy_run(3, 0, 5))  # 2400: flat for the last third; paper 8
     write(tmp_path / "copy" / "on,T=2,seed=0", **copy_run(2, 0, 17, sg="on"))  # solved 16 at 240 x 16 samples
-    md = (report(tmp_path) / "report.md").read_text()  # 1600 samples: too short a run to extrapolate from
-    assert "| Copy | BPTT | 2 | 5 | 7 | 1.6e+03 | too short to extrapolate (under 1e+06) | - |" in md
-    assert "| Copy | DNI | 2 | 17 | 16 | 1.6e+03 | 3.84e+03 (measured) | 0.0018 |" in md
+    md = (report(tmp_path) / "report.md").read_text()  # runs too short to extrapolate from
+    assert "| Copy | BPTT | 2 | 5 | 1.6e+03 | 1.2e+03 | 1/1 | 5 | 7 | too short to extrapolate (under 1e+06) | - |" in md
+    assert "| Copy | DNI | 2 | 17 | 1.6e+03 | 4.08e+03 | 1/1 | 17 | 16 | 3.84e+03 (measured) | 0.0018 |" in md
     monkeypatch.setattr(sgrnn.report, "MIN_EXTRAPOLATE", 1000)  # as if these runs were long enough
     md = (report(tmp_path) / "report.md").read_text()
-    assert "| Copy | BPTT | 2 | 5 | 7 | 1.6e+03 | 2.24e+03 (extrapolated) | 0.00089 |" in md  # 2240 / 700 per s
+    # 1600 x 10^((7 - 5) / 5 per decade) = 4019 samples, at 700 per s
+    assert "| Copy | BPTT | 2 | 5 | 1.6e+03 | 1.2e+03 | 1/1 | 5 | 7 | 4e+03 (extrapolated) | 0.0016 |" in md
+    assert "| Copy | BPTT | 3 | 5 | 2.4e+03 | 1.2e+03 | 0/1 | 5 | 8 | not at this rate: flat | - |" in md
 
 
 def test_report_command_fails_in_one_line_without_runs(tmp_path):
