@@ -182,4 +182,21 @@ def completed(cfg: DictConfig, run_dir: Path) -> Optional[dict]:
     if changes and cfg.train.resume != "force":
         raise Refused(f"{run_dir} holds a finished run with another config ({'; '.join(changes)}); "
                         "use another hydra.run.dir, or train.resume=restart to replace it")
+    if (raised := budget_raised(summary, cfg)) and (run_dir / LATEST).exists():
+        log.info("%s finished at its %s; the budget is larger now (%s): it continues from its last checkpoint",
+                 run_dir, summary["stop_reason"], raised)
+        return None
     return summary
+
+
+def budget_raised(summary: dict, cfg: DictConfig) -> Optional[str]:
+    """How the budget that ended a finished run has grown since (None if it has not): a run that
+    stopped at train.max_samples, max_steps or max_minutes goes on when that budget is raised."""
+    train, reason = cfg.train, summary.get("stop_reason")
+    if reason == "max_samples" and (not train.max_samples or train.max_samples > summary.get("samples", 0)):
+        return f"train.max_samples={train.max_samples}, {summary.get('samples')} spent"
+    if reason == "max_steps" and train.max_steps > summary.get("steps", 0):
+        return f"train.max_steps={train.max_steps}, {summary.get('steps')} done"
+    if reason == "max_minutes" and 60 * train.max_minutes > summary.get("wall_s", 0):
+        return f"train.max_minutes={train.max_minutes}, {summary.get('wall_s', 0) / 60:.1f} spent"
+    return None

@@ -194,3 +194,23 @@ def test_a_run_stopped_by_signals_resumes_to_exactly_the_uninterrupted_run(metho
     resumed = trainer.train(cfg, tmp_path / "stopped")
     assert comparable(resumed) == comparable(full)
     assert scalars(tmp_path / "stopped") == scalars(tmp_path / "full")
+
+
+@pytest.mark.parametrize("budget", [["train.max_steps=23"], ["train.max_samples=368", "train.max_steps=1000"]])
+def test_a_finished_run_given_a_larger_budget_continues_to_exactly_the_run_with_that_budget(budget, tmp_path):
+    """A run that ended at its budget goes on from its last checkpoint when the budget is raised
+    (the long-budget studies extend their cells); the same budget again does nothing."""
+    base = overrides("on-lambda", "copy", None)[:-1]  # less train.max_steps
+    full = trainer.train(make_config(*base, f"train.max_steps={STEPS}"), tmp_path / "full")
+    first = trainer.train(make_config(*base, *budget), tmp_path / "grown")
+    assert first["stop_reason"] == budget[0].split("=")[0].split(".")[1] and 20 <= first["steps"] < STEPS
+    written = (tmp_path / "grown" / "summary.json").read_bytes()
+    trainer.train(make_config(*base, *budget), tmp_path / "grown")
+    assert (tmp_path / "grown" / "summary.json").read_bytes() == written  # nothing to do: the same budget
+    grown = trainer.train(make_config(*base, f"train.max_steps={STEPS}"), tmp_path / "grown")
+    assert grown["steps"] == STEPS and comparable(grown) == comparable(full)
+    # TensorBoard keeps the first budget's end-of-run points (at a step where the uninterrupted
+    # run, logging every 4 updates, has none); every other point is the uninterrupted run's.
+    end = first["steps"]
+    assert end % 4 and {tag: [p for p in points if p[0] != end] for tag, points in scalars(tmp_path / "grown").items()} \
+        == scalars(tmp_path / "full")
