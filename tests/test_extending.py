@@ -49,14 +49,14 @@ def build(cfg, T, device, generator):
     return stream
 
 
-# ---------------------------------------------------------------------------- an SG method: the batch mean
+# ---------------------------------------------------------------------------- an SG method: half the prediction
 
 
-class BatchMean(BoundarySG):
-    """DNI whose core is given the batch mean of M's predictions (a control: no per-sequence content)."""
+class Halved(BoundarySG):
+    """DNI whose core is given half of M's prediction (M's own target is built as with sg=on)."""
 
-    def give(self, g_hat: torch.Tensor) -> torch.Tensor:
-        return g_hat.mean(dim=0, keepdim=True).expand_as(g_hat)
+    def give(self, g_hat: torch.Tensor, m_in: torch.Tensor) -> torch.Tensor:
+        return 0.5 * g_hat
 
 
 @pytest.fixture
@@ -65,9 +65,9 @@ def extended(monkeypatch):
     monkeypatch.setitem(config.TASKS, "reverse-copy", ReverseCopyConfig())
     monkeypatch.setitem(BUILDERS, "reverse-copy", BUILDERS.get("reverse-copy"))
     register_task("reverse-copy")(build)
-    monkeypatch.setitem(config.SG_OPTIONS, "batch-mean", SGConfig(name="batch-mean", scale=0.1, target="lambda"))
-    monkeypatch.setitem(METHODS, "batch-mean", None)
-    register("batch-mean")(BatchMean)
+    monkeypatch.setitem(config.SG_OPTIONS, "halved", SGConfig(name="halved", scale=0.1, target="lambda"))
+    monkeypatch.setitem(METHODS, "halved", None)
+    register("halved")(Halved)
     yield
     config.register_configs()
 
@@ -78,7 +78,7 @@ TINY = ["model.hidden_size=16", "task.batch_size=4", "train.max_steps=40", "trai
 
 def test_a_new_task_and_a_new_method_train_and_report(extended, tmp_path):
     runs = tmp_path / "runs"
-    for sg in ("off", "batch-mean"):
+    for sg in ("off", "halved"):
         cfg = make_config("task=reverse-copy", f"sg={sg}", "T=3", *TINY)
         summary = train(cfg, runs / "reverse-copy" / f"sg={sg},T=3,seed=0")
         assert summary["status"] == "complete" and summary["steps"] == 40
@@ -90,7 +90,7 @@ def test_a_new_task_and_a_new_method_train_and_report(extended, tmp_path):
     out = report(runs, tmp_path / "report")
     table = (out / "report.md").read_text()
     assert "### Reverse Copy: largest length solved" in table
-    assert "| batch-mean |" in table and "| BPTT |" in table
+    assert "| halved |" in table and "| BPTT |" in table
 
 
 def test_a_new_task_keeps_its_own_checks(extended):

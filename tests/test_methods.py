@@ -130,37 +130,54 @@ def test_derangement_has_no_fixed_point():
         assert sorted(p.tolist()) == list(range(n)) and not (p == torch.arange(n)).any()
 
 
-def test_placebo_trains_M_as_on_and_gives_the_core_another_sequences_prediction():
+def permuted(g_hat, m_in, control):
+    torch.manual_seed(5)
+    return g_hat[derangement(g_hat.shape[0])]
+
+
+def batch_mean(g_hat, m_in, control):
+    return g_hat.mean(dim=0, keepdim=True).expand_as(g_hat)
+
+
+def frozen_map(g_hat, m_in, control):
+    """Computed another way: row by row, R's map rescaled to g_hat's norm."""
+    rows = [control.R.double().T @ m for m in m_in]
+    return torch.stack([r / r.norm() * g.norm() for r, g in zip(rows, g_hat)])
+
+
+@pytest.mark.parametrize("name, expected", [("placebo", permuted), ("batch-mean", batch_mean), ("frozen", frozen_map)])
+def test_each_control_trains_M_as_on_and_gives_the_core_what_it_names(name, expected):
+    """placebo: another sequence's prediction; batch-mean: the batch's mean prediction; frozen: a
+    fixed random map of M's input at the prediction's norm. M's target is sg=on's in each."""
     task, ep, core, segments = episode(T=3, N=5)
-    on, placebo = method(core, scale=0.3), None
-    cfg = make_config("sg=placebo", "sg.target=bootstrap", *STATE_ONLY).sg
+    on = method(core, scale=0.3)
+    cfg = make_config(f"sg={name}", "sg.target=bootstrap", *STATE_ONLY).sg
     cfg.scale = 0.3
-    placebo = make_method(cfg, Context(core.state_size, core.state_size, torch.device("cpu"), core, task.loss))
-    placebo.model.double()
+    control = make_method(cfg, Context(core.state_size, core.state_size, torch.device("cpu"), core, task.loss))
+    control.model.double()
     random_M(on)
-    placebo.model.load_state_dict(on.model.state_dict())
+    control.model.load_state_dict(on.model.state_dict())
     B, seg = ep.x.shape[1], segments[1]
     s_start = torch.randn(B, core.state_size, dtype=torch.float64)
     results = {}
-    for name, m in (("on", on), ("placebo", placebo)):
+    for label, m in (("on", on), (name, control)):
         leaf = m.start(s_start, first=False)
         logits, s_end = core(ep.x[seg], leaf)
         torch.manual_seed(5)
         b = m.predict(leaf, s_end)
         core.zero_grad()
         m.backward(task.loss(logits, ep.y[seg], ep.mask[seg]), b)
-        results[name] = (m.target.targets(b)[0][1], [p.grad.clone() for p in core.parameters()], b)
-    torch.testing.assert_close(results["on"][0], results["placebo"][0], rtol=1e-10, atol=1e-12)  # same target
-    torch.manual_seed(5)
-    perm = derangement(B)
-    b = results["placebo"][2]
-    torch.testing.assert_close(b.given, b.g_hat[perm])
-    core.zero_grad()  # the core's gradient: its loss plus scale * <g_hat of another sequence, s_end>
+        results[label] = (m.target.targets(b)[0][1], [p.grad.clone() for p in core.parameters()], b, s_end.detach())
+    torch.testing.assert_close(results["on"][0], results[name][0], rtol=1e-10, atol=1e-12)  # same target
+    b, s_end = results[name][2], results[name][3]
+    given = expected(b.g_hat, s_end, control)
+    torch.testing.assert_close(b.given, given, rtol=1e-10, atol=1e-12)
+    core.zero_grad()  # the core's gradient: its loss plus scale * <what it is given, s_end>
     logits, s_end = core(ep.x[seg], s_start)
-    (task.loss(logits, ep.y[seg], ep.mask[seg]) + 0.3 * (b.g_hat[perm] * s_end).sum() / B).backward()
-    for x, y in zip(results["placebo"][1], [p.grad for p in core.parameters()]):
+    (task.loss(logits, ep.y[seg], ep.mask[seg]) + 0.3 * (given * s_end).sum() / B).backward()
+    for x, y in zip(results[name][1], [p.grad for p in core.parameters()]):
         torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-12)
-    assert not all(torch.allclose(x, y) for x, y in zip(results["placebo"][1], results["on"][1]))
+    assert not all(torch.allclose(x, y) for x, y in zip(results[name][1], results["on"][1]))
 
 
 def test_param_cosine_is_one_for_the_true_gradient_and_the_placebo_has_no_sequence_specific_part():

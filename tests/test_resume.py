@@ -41,6 +41,7 @@ METHODS = {
     "on-history": ["sg=on", "sg.history=4", "sg.input_norm=rms", "sg.scale=1"],
     "aux": ["sg=aux"],
     "placebo": ["sg=placebo"],
+    "frozen": ["sg=frozen"],  # its random map is in the checkpoint
     "oracle": ["sg=oracle"],
     "between-layers": ["sg=on", "sg.placement=between-layers", "sg.history=0", "model.num_layers=2"],
 }

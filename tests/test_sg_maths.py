@@ -48,7 +48,7 @@ def predict(dni, s_end, last=False):
 
 def boundary(dni, s_start, s_end, g):
     """The Boundary of a segment whose end is given ``g`` (None: nothing)."""
-    return Boundary(s_start, s_end, g_hat=g, given=None if g is None else dni.give(g)) if g is not None \
+    return Boundary(s_start, s_end, g_hat=g, given=None if g is None else dni.give(g, s_end)) if g is not None \
         else Boundary(s_start, s_end)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from sgrnn.config import M_METHODS
 from sgrnn.errors import UserError
 from sgrnn.sg.models import rms_blocks
 from sgrnn.sg.quality import cosine, future_gradients, linear_ceiling, m_inputs, segments_of
@@ -27,7 +28,7 @@ from sgrnn.train import reopened
 
 def measurable(s: dict) -> bool:
     """Of a folder of runs: Copy and Repeat Copy runs whose method has an M."""
-    return "max_solved" in s and s.get("sg") in ("on", "aux", "placebo")
+    return "max_solved" in s and s.get("sg") in M_METHODS
 
 
 def measure(run_dir: Path, fit: int, test: int, mlp: int = 0) -> list[str]:
@@ -35,7 +36,7 @@ def measure(run_dir: Path, fit: int, test: int, mlp: int = 0) -> list[str]:
         core, task, T = run.core, run.task, run.cfg.T
         if not hasattr(task, "curriculum") or not hasattr(run.sg, "model"):
             raise UserError(f"{run_dir}: a {run.cfg.task.name} run with sg={run.cfg.sg.name}: Copy or Repeat Copy "
-                            "runs with an M (sg=on, aux, placebo) only")
+                            f"runs with an M (sg={', '.join(M_METHODS)}) only")
         gen = torch.Generator().manual_seed(123)
 
         def sample(n):

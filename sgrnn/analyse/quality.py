@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from sgrnn.config import M_METHODS
 from sgrnn.errors import UserError
 from sgrnn.runs import method_of
 from sgrnn.sg import sg_quality
@@ -27,7 +28,7 @@ KEYS = ["sg_param_cos", "sg_param_cos_seq", "sg_param_norm_ratio", "sg_state_cos
 
 def measurable(s: dict) -> bool:
     """A Copy or Repeat Copy run, from its summary.json, whose method has an M at the top layer."""
-    return "max_solved" in s and s.get("sg") in ("on", "aux", "placebo") and s.get("sg_placement") != "between-layers"
+    return "max_solved" in s and s.get("sg") in M_METHODS and s.get("sg_placement") != "between-layers"
 
 
 def measure(folder: Path, batch: int, fit: int, seed: int) -> dict:
@@ -35,7 +36,7 @@ def measure(folder: Path, batch: int, fit: int, seed: int) -> dict:
         cfg, g = run.cfg, torch.Generator().manual_seed(seed)
         if not hasattr(run.task, "curriculum") or not hasattr(run.sg, "model"):
             raise UserError(f"{folder}: a {cfg.task.name} run with sg={cfg.sg.name}: Copy or Repeat Copy runs "
-                            "with an M (sg=on, aux, placebo) only")
+                            f"with an M (sg={', '.join(M_METHODS)}) only")
         x, y, mask = run.task.heldout(batch, cfg.diag.length, g)
         q = sg_quality(run.sg, run.core, run.task.loss, x, y, mask, cfg.T, run.task.heldout(fit, cfg.diag.length, g))
         return {k[5:]: v for k, v in q.items()} | {"N": run.task.curriculum.N, "step": run.step}

@@ -7,6 +7,8 @@ interface of :mod:`sgrnn.sg.base` that the trainer calls once per update:
 | on | boundary | ``BoundarySG``: M's prediction at each truncation boundary |
 | aux | aux | ``Aux``: DNI + Aux |
 | placebo | placebo | ``Placebo``: M trained as ``on``, the core given another sequence's prediction |
+| batch-mean | batch_mean | ``BatchMean``: M trained as ``on``, every sequence given the batch's mean prediction |
+| frozen | frozen | ``Frozen``: M trained as ``on``, the core given a fixed random map of M's input at M's norm |
 | oracle | oracle | ``Oracle``: the exact future gradient |
 | on, ``sg.placement=between-layers`` | depth | ``Depth``: synthetic gradients between layers |
 

@@ -86,8 +86,9 @@ class BoundarySG(Method):
         s = state.detach()
         return s if first else s.requires_grad_()
 
-    def give(self, g_hat: torch.Tensor) -> torch.Tensor:
-        """What the core is given in place of the future gradient (the placebo overrides this)."""
+    def give(self, g_hat: torch.Tensor, m_in: torch.Tensor) -> torch.Tensor:
+        """What the core is given in place of the future gradient, from M's prediction and M's
+        input there (the controls override this: placebo, batch-mean, frozen)."""
         return g_hat
 
     def predict(self, s_start, s_end, top=None, links=(), last=False, step=0, seg=None) -> Boundary:
@@ -103,7 +104,7 @@ class BoundarySG(Method):
         if not last:
             with torch.no_grad():
                 b.g_hat, b.pred_start = self.model.predict(end, start)
-            b.given = self.give(b.g_hat)
+            b.given = self.give(b.g_hat, end)
         return b
 
     def backward(self, loss: torch.Tensor, b: Boundary) -> None:

@@ -111,12 +111,13 @@ def sg_quality(method, core, loss_fn, x, y, mask, T: int, fit: Optional[tuple] =
     if len(states) < 2:
         return {}
     cols = method.cols
+    ins = m_inputs(method, [s[:, cols] for s in states[1:]], x, T)
     with torch.no_grad():
-        preds = [method.model(m) for m in m_inputs(method, [s[:, cols] for s in states[1:]], x, T)]
+        preds = [method.model(m) for m in ins]
     true = [g[:, cols] for g in grads[1:]]
     cos, ratio, norm = _cos_and_ratio(torch.cat(preds), torch.cat(true))
     out = {"diag/sg_state_cos": cos, "diag/sg_norm_ratio": ratio, "diag/true_grad_norm": norm}
-    given = [method.give(p) for p in preds]
+    given = [method.give(p, m) for p, m in zip(preds, ins)]
     out.update(param_alignment(core, x, states, given, true, cols, T, method.scale))
     # M's regression targets on this episode, from its own predictions at the segments' ends.
     segs = segments_of(x, y, mask, T)
