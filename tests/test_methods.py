@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from sgrnn.config import make_config
+from sgrnn.model import LSTMCore
 from sgrnn.sg import Context, make_method, sg_quality
 from sgrnn.sg.placebo import derangement
 from sgrnn.sg.quality import future_gradients, param_alignment
@@ -233,3 +234,41 @@ def test_a_run_from_before_the_new_options_resumes_and_a_changed_one_is_refused(
     assert config_changes(old, new) == []
     lam = OmegaConf.to_container(make_config("sg=on", "sg.target=lambda"), resolve=True)
     assert config_changes(old, lam) == ["sg.target: <absent> -> lambda"]
+
+
+def test_on_the_continuous_stream_the_lambda_target_is_the_exact_gradient_of_its_window():
+    """task.protocol=continuous (no reset, no episode end, boundaries anywhere, refills): with
+    lambda 1 over K segments and M at zero, the target of each boundary is the exact gradient of
+    the next K segments' losses, by BPTT over the stream the trainer is served, across refills
+    and episode ends. (The question: DNI solved nothing there where BPTT solved 4.)"""
+    from sgrnn.tasks import make_task
+
+    K, T = 2, 3
+    cfg = make_config("task.protocol=continuous", "task.batch_size=4", "task.start_N=2", "sg=on", "sg.history=0",
+                      "sg.target=lambda", f"sg.window={K}", "model.hidden_size=6")
+    stream = make_task(cfg, T, torch.device("cpu"), torch.Generator().manual_seed(0))
+    segs = [stream.next_segment() for _ in range(16)]  # 48 steps: episodes of 5, refills of 4 episodes
+    xs, ys, ms = ([getattr(s, k).double() for s in segs] for k in ("x", "y", "mask"))
+    core = LSTMCore(xs[0].shape[2], ys[0].shape[2], hidden_size=6, num_layers=1).double()
+    m = make_method(cfg.sg, Context(core.state_size, core.state_size, torch.device("cpu"), core, None))
+    m.model.double()  # M starts at zero: g_hat = 0, so the bootstrap at the window's end adds nothing
+    m.target.loss = stream.loss
+    state, starts, got = core.zero_state(4, "cpu").double(), [], {}
+    for k, (x, y, mask) in enumerate(zip(xs, ys, ms)):
+        s0 = m.start(state, first=k == 0)
+        logits, s_end = core(x, s0)
+        b = m.predict(s0, s_end, last=False, seg=SimpleNamespace(x=x, y=y, mask=mask, first=k == 0))
+        core.zero_grad()
+        m.backward(stream.loss(logits, y, mask), b)
+        starts.append(s0.detach())
+        for s, target, _ in m.target.targets(b):
+            got[next(i for i, st in enumerate(starts) if torch.equal(st, s))] = target
+        state = s_end.detach()
+    assert sorted(got) == list(range(1, len(segs) - K + 1))  # every boundary whose window has run
+    assert sum(bool(t.abs().max() > 0) for t in got.values()) > len(got) // 2
+    for i, target in got.items():
+        window = slice(i, i + K)
+        x, y, mask = (torch.cat(t[window]) for t in (xs, ys, ms))
+        _, grads = future_gradients(core, stream.loss, x, y, mask, starts[i], T)
+        torch.testing.assert_close(target, grads[0], rtol=1e-9, atol=1e-11)
+    assert sum(bool(ms[i].any()) for i in range(len(segs))) > len(segs) // 2  # scored outputs in most windows
