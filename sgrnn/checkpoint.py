@@ -183,21 +183,26 @@ def completed(cfg: DictConfig, run_dir: Path) -> Optional[dict]:
     if changes and cfg.train.resume != "force":
         raise Refused(f"{run_dir} holds a finished run with another config ({'; '.join(changes)}); "
                         "use another hydra.run.dir, or train.resume=restart to replace it")
-    if (raised := budget_raised(summary, cfg)) and (run_dir / LATEST).exists():
-        log.info("%s finished at its %s; the budget is larger now (%s): it continues from its last checkpoint",
-                 run_dir, summary["stop_reason"], raised)
+    # A run that stopped at a budget goes on when, at what it spent, no budget is spent any more.
+    if (summary.get("stop_reason") in BUDGETS and (run_dir / LATEST).exists()
+            and budget_spent(cfg.train, summary.get("steps", 0), summary.get("samples", 0), summary.get("wall_s", 0)) is None):
+        log.info("%s finished at its %s; the budget is larger now (train.max_steps=%s, max_samples=%s, max_minutes=%s): "
+                 "it continues from its last checkpoint", run_dir, summary["stop_reason"], cfg.train.max_steps,
+                 cfg.train.max_samples, cfg.train.max_minutes)
         return None
     return summary
 
 
-def budget_raised(summary: dict, cfg: DictConfig) -> Optional[str]:
-    """How the budget that ended a finished run has grown since (None if it has not): a run that
-    stopped at train.max_samples, max_steps or max_minutes goes on when that budget is raised."""
-    train, reason = cfg.train, summary.get("stop_reason")
-    if reason == "max_samples" and (not train.max_samples or train.max_samples > summary.get("samples", 0)):
-        return f"train.max_samples={train.max_samples}, {summary.get('samples')} spent"
-    if reason == "max_steps" and train.max_steps > summary.get("steps", 0):
-        return f"train.max_steps={train.max_steps}, {summary.get('steps')} done"
-    if reason == "max_minutes" and 60 * train.max_minutes > summary.get("wall_s", 0):
-        return f"train.max_minutes={train.max_minutes}, {summary.get('wall_s', 0) / 60:.1f} spent"
+BUDGETS = ("max_steps", "max_samples", "max_minutes")
+
+
+def budget_spent(train, steps: int, samples: int, elapsed_s: float) -> Optional[str]:
+    """The budget of ``train`` (the config's train node) that a run has spent at these counts, if
+    any: the trainer stops there, and a finished run whose budget is raised past it goes on."""
+    if steps >= train.max_steps:
+        return "max_steps"
+    if train.max_samples and samples >= train.max_samples:
+        return "max_samples"
+    if elapsed_s > 60 * train.max_minutes:
+        return "max_minutes"
     return None

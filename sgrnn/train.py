@@ -167,9 +167,9 @@ def train_locked(run: Run) -> dict:
     """The loop, with the run folder's lock held: updates until a budget, early stopping or a
     stop signal (then a checkpoint, and for the preemption signal the launcher's requeue)."""
     cfg = run.cfg
-    budget_s, every = 60 * cfg.train.max_minutes, cfg.train.checkpoint_every
+    every = cfg.train.checkpoint_every
     with stop_signals() as caught:
-        while (stop := stop_reason(run, budget_s, caught)) is None:
+        while (stop := stop_reason(run, caught)) is None:
             update(run)
             if cfg.diag.every and run.step % cfg.diag.every == 0:
                 run.log.scalars(run.step, diagnostics(run, run.diag_rng))
@@ -194,18 +194,12 @@ def oracle_gradient(core, task, lookahead: int, T: int, s_end: torch.Tensor) -> 
     return grads[0]
 
 
-def stop_reason(run: Run, budget_s: float, signal_name: list) -> Optional[str]:
+def stop_reason(run: Run, signal_name: list) -> Optional[str]:
     if signal_name:
         return signal_name[0]
     if run.task.done:
         return "early_stopping"
-    if run.step >= run.cfg.train.max_steps:
-        return "max_steps"
-    if run.cfg.train.max_samples and run.log.samples >= run.cfg.train.max_samples:
-        return "max_samples"
-    if run.log.elapsed() > budget_s:
-        return "max_minutes"
-    return None
+    return checkpoint.budget_spent(run.cfg.train, run.step, run.log.samples, run.log.elapsed())
 
 
 def save_checkpoint(run: Run) -> None:
