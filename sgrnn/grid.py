@@ -94,35 +94,35 @@ def complete(path: Path) -> bool:
         return False
 
 
-def changes(cells: Iterable[Cell], root: Path, ptb_dir: str | None) -> dict[Cell, list[str]]:
+def changes(cells: Iterable[Cell], root: Path) -> dict[Cell, list[str]]:
     """The cells whose finished summary.json below ``root`` was run with another config than the
     one their preset composes to now (a default or a preset changed since): {cell: ['key: then ->
     now', ...]}. Budgets, threads and data paths do not count (``checkpoint.config_changes``);
     a summary without its config is taken as it is."""
-    from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
     from sgrnn.checkpoint import config_changes
-    from sgrnn.config import conf_dir, register_configs
 
-    out, presets = {}, {}
-    finished = [(c, root / c.folder / "summary.json") for c in cells]
-    finished = [(c, p) for c, p in finished if complete(p)]
-    if not finished:
-        return out
-    register_configs()
-    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
-        for cell, path in finished:
-            then = json.loads(path.read_text()).get("config")
-            if not isinstance(then, dict):
-                continue
-            if cell.preset not in presets:  # one compose a preset; T and seed are set on a copy
-                presets[cell.preset] = compose(config_name="config", overrides=command(cell, root, ptb_dir)[2:-1])
-            cfg = presets[cell.preset].copy()
-            cfg.T, cfg.seed = cell.T, cell.seed
-            if diff := config_changes(then, OmegaConf.to_container(cfg, resolve=True)):
-                out[cell] = diff
+    out = {}
+    for cell in cells:
+        path = root / cell.folder / "summary.json"
+        if not complete(path) or not isinstance(then := json.loads(path.read_text()).get("config"), dict):
+            continue
+        cfg = preset_config(cell.preset).copy()  # T and seed are set on a copy
+        cfg.T, cfg.seed = cell.T, cell.seed
+        if diff := config_changes(then, OmegaConf.to_container(cfg, resolve=True)):
+            out[cell] = diff
     return out
+
+
+@functools.lru_cache(maxsize=None)
+def preset_config(preset: str):
+    """The config a cell of ``preset`` runs with, as ``command`` launches it (its T and seed and
+    PTB's data path aside, which ``changes`` does not compare): composed once a preset, however
+    many cells and folders are checked."""
+    from sgrnn.config import make_config
+
+    return make_config(f"experiment={preset}", "train.threads=1", "train.progress=false")
 
 
 def stale_note(stale: dict[Cell, list[str]], where: Path) -> str:
@@ -259,8 +259,8 @@ def main(argv: list[str]) -> int:
     chosen = [c for c in cells if ns.only is None or any(o in f"{c.name} " for o in ns.only)]
     if not chosen:
         raise UserError(f"--only {' '.join(map(repr, ns.only))} matches no cell of the grid ({cells[0].name}, ...)")
-    stale_runs = changes(chosen, runs, ns.ptb_dir)
-    stale_store = {} if ns.fresh else changes(cells, store, ns.ptb_dir)  # every cell: the unchosen are restored too
+    stale_runs = changes(chosen, runs)
+    stale_store = {} if ns.fresh else changes(cells, store)  # every cell: the unchosen are restored too
     done = [c for c in chosen if complete(runs / c.folder / "summary.json") and c not in stale_runs]
     committed = [c for c in chosen if c not in done and not ns.fresh and c not in stale_store
                  and complete(store / c.folder / "summary.json")]

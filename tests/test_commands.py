@@ -88,8 +88,8 @@ def test_a_cell_run_with_another_config_than_its_preset_now_is_stale_runs_again_
     summary(results / "cells", cells[0])  # as the preset runs now, with a budget and thread count of its own:
     summary(results / "cells", cells[1], **{"sg.history": 0})  # before the window was a default
     summary(runs, cells[2], **{"sg.scale": 0.1, "train.max_samples": 99})
-    assert grid.changes(cells, results / "cells", None) == {cells[1]: ["sg.history: 0 -> 16"]}
-    assert grid.changes(cells, runs, None) == {cells[2]: ["sg.scale: 0.1 -> 1.0"]}
+    assert grid.changes(cells, results / "cells") == {cells[1]: ["sg.history: 0 -> 16"]}
+    assert grid.changes(cells, runs) == {cells[2]: ["sg.scale: 0.1 -> 1.0"]}
     only = ["--only", "experiment=copy-dni T=3 "]
     assert sgrnn_main("grid", "--dry-run", "--runs", str(runs), "--results", str(results), *only) == 0
     lines = capsys.readouterr().out.splitlines()
