@@ -251,15 +251,15 @@ TASKS = {
     "repeat-copy": CopyTaskConfig(name="repeat-copy", repeat=True),
     "ptb": PTBTaskConfig(),
 }
-# Where M's prediction is injected (on, aux, placebo), four defaults differ from SGConfig's:
+# Where M's prediction is injected (M_METHODS), four defaults differ from SGConfig's:
 # - sg.history 16, sg.scale 1 and sg.input_norm rms (the plateau study, docs/study/plateau/README.md,
 #   Copy T=3, 20 minutes a run, seeds 200-204, one thread, two runs side by side; commit 87ba1eb):
 #   median length solved 11 [10-12] with all three, against 8 [8-8] with scale 1 and rms alone and
-#   8 [7-8] with the previous defaults (scale 0.1, no window, no rms; 3 seeds); BPTT 5, the oracle 10
-#   (seed 200). At Table 1's budget (3.5M timestep-samples, seeds 0-2) the three took DNI on Copy
-#   from 7 to 9 at T=3, 4 and 5. M reads the boundary
-#   state and the last 16 input steps: the future gradient at the stall is about inputs the core
-#   has seen but not stored.
+#   8 [7-8] with the previous defaults (scale 0.1, no window, no rms; 3 seeds); BPTT 5 in each of
+#   the five seeds, the oracle 10 (seed 200). At Table 1's budget (3.5M timestep-samples, seeds
+#   0-2) they take DNI on Copy from 6-7 to 9 at every T from 2 to 5, on Repeat Copy from 7-19 to
+#   12-19 (docs/table1.md). M reads the boundary state and the last 16 input steps: the future
+#   gradient at the stall is about inputs the core has seen but not stored.
 # - sg.target=lambda with lambda_ 1 over window 2 (M's target exact through two segments, then
 #   bootstrapped; docs/study/defaults.md, Copy T=3, 5 seeds, 5 minutes): median length 6 [6-7]
 #   against 6 [5-6] with the one-step bootstrap, BPTT 5 [5-5].

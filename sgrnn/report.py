@@ -192,7 +192,7 @@ def stops_section(cells: dict) -> list[str]:
     grew, the budget the paper's length would need at that rate (an extrapolation)."""
     lines = ["## Where learning stops: the length against the budget", "",
              "Per run: the timestep-samples at its last new length, whether it grew in the last third of its "
-             f"budget, and the length gained over the last decade of samples (from a tenth of the budget to all "
+             "budget, and the length gained over the last decade of samples (from a tenth of the budget to all "
              "of it). Median over seeds. Where the runs still grew, the samples the paper's length would need "
              "if the length kept growing by that gain per decade (an extrapolation, not a measurement: longer "
              "lengths are harder, so likely more); where every run reached it, the samples at which they did "
