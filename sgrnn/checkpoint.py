@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 LATEST, PREVIOUS = "checkpoint.pt", "checkpoint.prev.pt"
 # Keys that may change between a run and its resumption: budgets and presentation only.
 RESUMABLE_CHANGES = {
-    "train.max_steps", "train.max_minutes", "train.max_samples", "train.progress", "train.threads", "train.resume",
+    "train.max_steps", "train.max_minutes", "train.max_samples", "train.stop_flat", "train.flat_after",
+    "train.progress", "train.threads", "train.resume",
     "train.log_every", "train.checkpoint_every", "task.data_dir",
 }
 
@@ -185,24 +186,42 @@ def completed(cfg: DictConfig, run_dir: Path) -> Optional[dict]:
                         "use another hydra.run.dir, or train.resume=restart to replace it")
     # A run that stopped at a budget goes on when, at what it spent, no budget is spent any more.
     if (summary.get("stop_reason") in BUDGETS and (run_dir / LATEST).exists()
-            and budget_spent(cfg.train, summary.get("steps", 0), summary.get("samples", 0), summary.get("wall_s", 0)) is None):
-        log.info("%s finished at its %s; the budget is larger now (train.max_steps=%s, max_samples=%s, max_minutes=%s): "
-                 "it continues from its last checkpoint", run_dir, summary["stop_reason"], cfg.train.max_steps,
-                 cfg.train.max_samples, cfg.train.max_minutes)
+            and summary_spent(cfg.train, summary) is None):
+        log.info("%s finished at its %s; the budget is larger now (train.max_steps=%s, max_samples=%s, max_minutes=%s, "
+                 "stop_flat=%s, flat_after=%s): it continues from its last checkpoint", run_dir, summary["stop_reason"],
+                 cfg.train.max_steps, cfg.train.max_samples, cfg.train.max_minutes, cfg.train.stop_flat,
+                 cfg.train.flat_after)
         return None
     return summary
 
 
-BUDGETS = ("max_steps", "max_samples", "max_minutes")
+BUDGETS = ("max_steps", "max_samples", "max_minutes", "flat")
 
 
-def budget_spent(train, steps: int, samples: int, elapsed_s: float) -> Optional[str]:
+def budget_spent(train, steps: int, samples: int, elapsed_s: float, last_gain: int = 0) -> Optional[str]:
     """The budget of ``train`` (the config's train node) that a run has spent at these counts, if
-    any: the trainer stops there, and a finished run whose budget is raised past it goes on."""
+    any: the trainer stops there, and a finished run whose budget is raised past it goes on.
+    ``last_gain``: the timestep-samples at which a curriculum run last solved a longer length
+    (0: never), for ``train.stop_flat``."""
     if steps >= train.max_steps:
         return "max_steps"
     if train.max_samples and samples >= train.max_samples:
         return "max_samples"
     if elapsed_s > 60 * train.max_minutes:
         return "max_minutes"
+    if train.get("stop_flat") and samples >= train.flat_after and last_gain <= (1 - train.stop_flat) * samples:
+        return "flat"
     return None
+
+
+def last_gain(solved_at: list[dict]) -> int:
+    """The timestep-samples at which a curriculum run first solved its largest length (0: none).
+    A length solved again (at ``task.max_N``) is no gain."""
+    top = max((p["length"] for p in solved_at), default=None)
+    return min((p["samples"] for p in solved_at if p["length"] == top), default=0)
+
+
+def summary_spent(train, summary: dict) -> Optional[str]:
+    """``budget_spent`` at a finished run's counts, as its summary.json records them."""
+    return budget_spent(train, summary.get("steps", 0), summary.get("samples", 0), summary.get("wall_s", 0),
+                        last_gain(summary.get("solved_at") or []))

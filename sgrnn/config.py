@@ -38,6 +38,7 @@ def _finite(v) -> bool:
 POSITIVE = _rule(lambda v: _finite(v) and v > 0, "must be positive")
 NON_NEGATIVE = _rule(lambda v: _finite(v) and v >= 0, "must be >= 0")
 UNIT = _rule(lambda v: _finite(v) and 0 <= v <= 1, "must be in [0, 1]")
+FRACTION = _rule(lambda v: _finite(v) and 0 <= v < 1, "must be in [0, 1)")
 SEED = _rule(lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**62,
              "must be an integer in [0, 2^62)")  # torch seeds are 64-bit; the instruments use seed + 7919
 
@@ -166,6 +167,11 @@ class TrainConfig:
     max_steps: int = field(default=1_000_000, metadata=POSITIVE)  # parameter updates (one per segment of T steps); whichever of steps/minutes comes first
     max_minutes: float = field(default=5.0, metadata=POSITIVE)  # wall-clock budget of the run in minutes
     max_samples: int = field(default=0, metadata=NON_NEGATIVE)  # budget in timestep-samples (T * batch per update; 0 = none): machine-independent
+    # A curriculum run may stop before its budget once its length has gone flat: from flat_after
+    # timestep-samples on, when the largest length solved has not grown over the last stop_flat of
+    # the samples so far (1/3: flat for the last third). 0 = run to the budget.
+    stop_flat: float = field(default=0.0, metadata=FRACTION)
+    flat_after: int = field(default=0, metadata=NON_NEGATIVE)  # timestep-samples before stop_flat may end a run
     log_every: int = field(default=100, metadata=POSITIVE)  # updates between TensorBoard writes (a host sync each)
     threads: int = field(default=0, metadata=NON_NEGATIVE)  # torch intra-op threads (0 = all cores)
     progress: Optional[bool] = None  # tqdm bar: None = only when stderr is a terminal
@@ -187,6 +193,12 @@ class Config:
     device: Device = Device["auto"]  # auto | cpu | cuda
 
     def check(self) -> None:
+        if self.train.stop_flat and "threshold" not in self.task:  # only a curriculum has a length to grow
+            raise UserError(f"train.stop_flat needs a curriculum task (copy, repeat-copy), not task={self.task.name}: "
+                            "a language model stops early on validation (task.patience)")
+        if self.train.stop_flat and self.train.max_samples and self.train.flat_after > self.train.max_samples:
+            raise UserError(f"train.flat_after={self.train.flat_after} is past train.max_samples={self.train.max_samples}: "
+                            "the run would never stop flat")
         if self.sg.placement == "between-layers" and (self.sg.name != "on" or self.model.num_layers < 2):
             raise UserError("sg.placement=between-layers needs sg=on and model.num_layers >= 2")
         need, have = memory_estimate(self), physical_memory()

@@ -36,8 +36,14 @@ from typing import Iterable
 
 from sgrnn.errors import UserError
 
-STAGE = {"bptt": 0, "dni": 0, "dni-aux": 2, "placebo": 2, "oracle": 3, "full-bptt": 4}  # by method; PTB: 1
+STAGE = {"bptt": 0, "dni": 0, "dni-paper": 2, "dni-aux": 2, "placebo": 2, "oracle": 3, "full-bptt": 4}  # by method; PTB: 1
 T_ORDER = [3, 2, 4, 5]  # the data-efficiency figures' T first
+# The grids (``--set``): which presets of conf/experiment each runs. table1: Table 1 at CPU scale
+# (every preset but the long and the paper-width ones); long: the same comparisons at ten times
+# the budget and more, to where each method stops (the ``*-long`` presets).
+LONG = "-long"
+SETS = {"table1": lambda stem: "paper" not in stem and not stem.endswith(LONG),
+        "long": lambda stem: stem.endswith(LONG)}
 
 
 @dataclass(frozen=True)
@@ -58,18 +64,20 @@ class Cell:
         return f"experiment={self.preset} T={self.T} seed={self.seed}"
 
     def priority(self) -> tuple:
-        method = self.preset[len(self.task) + 1 :]
+        method = self.preset[len(self.task) + 1 :].removesuffix(LONG)
         if self.task == "ptb":
             stage = -1 if method in ("bptt", "dni") and self.T == 8 and self.seed == 0 else 1
         else:
             stage = STAGE.get(method, 5)
-        return (stage, T_ORDER.index(self.T) if self.task != "ptb" and self.T in T_ORDER else self.T,
-                self.task, self.preset, self.seed)
+        t = T_ORDER.index(self.T) if self.task != "ptb" and self.T in T_ORDER else self.T
+        if self.preset.endswith(LONG):  # every method at T=3 (the ceiling's T=1000 with them), then T=2, 4, 5
+            return (0 if self.T not in T_ORDER else t, stage, self.task, self.preset, self.seed)
+        return (stage, t, self.task, self.preset, self.seed)
 
 
-@functools.lru_cache(maxsize=1)
-def grid_cells() -> tuple[Cell, ...]:
-    """Every cell of the CPU presets (conf/experiment, less the paper-width ones), in run order."""
+@functools.lru_cache(maxsize=None)
+def grid_cells(grid: str = "table1") -> tuple[Cell, ...]:
+    """Every cell of the grid's presets (``SETS``: conf/experiment), in run order."""
     from hydra import compose, initialize_config_dir
 
     from sgrnn.config import conf_dir, register_configs
@@ -78,7 +86,7 @@ def grid_cells() -> tuple[Cell, ...]:
     cells = []
     with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
         for path in sorted(Path(conf_dir(), "experiment").glob("*.yaml")):
-            if "paper" in path.stem:
+            if not SETS[grid](path.stem):
                 continue
             cfg = compose(config_name="config", overrides=[f"experiment={path.stem}"], return_hydra_config=True)
             sweep = cfg.hydra.sweeper.params
@@ -123,6 +131,27 @@ def preset_config(preset: str):
     from sgrnn.config import make_config
 
     return make_config(f"experiment={preset}", "train.threads=1", "train.progress=false")
+
+
+def raised(cells: Iterable[Cell], root: Path) -> dict[Cell, str]:
+    """The cells whose finished summary.json below ``root`` stopped at a budget that their preset
+    has raised since (what they spent does not reach it now): {cell: 'key: then -> now'}. In a runs
+    folder such a cell goes on from its last checkpoint (``checkpoint.completed``); a committed one
+    has no checkpoint, so it runs again."""
+    from sgrnn.checkpoint import BUDGETS, summary_spent
+
+    out = {}
+    for cell in cells:
+        path = root / cell.folder / "summary.json"
+        if not complete(path):
+            continue
+        s = json.loads(path.read_text())
+        then = (s.get("config") or {}).get("train", {})
+        now = preset_config(cell.preset).train
+        if s.get("stop_reason") in BUDGETS and summary_spent(now, s) is None:
+            key = "flat_after" if s["stop_reason"] == "flat" else s["stop_reason"]
+            out[cell] = f"train.{key}: {then.get(key, '?')} -> {now[key]}"
+    return out
 
 
 def stale_note(stale: dict[Cell, list[str]], where: Path) -> str:
@@ -226,54 +255,69 @@ def finish(cells: Iterable[Cell], runs: Path, results: Path, readme: Path | None
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="sgrnn grid", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--set", default="table1", choices=list(SETS), help="which grid: table1 (default), or long: "
+                   "the *-long presets, ten times Table 1's budget and more")
     p.add_argument("--jobs", type=int, default=2, help="cells at a time, one thread each (default 2)")
-    p.add_argument("--runs", default="runs/table1", help="the runs folder (default runs/table1)")
+    p.add_argument("--runs", default=None, help="the runs folder (default runs/SET)")
     p.add_argument("--dry-run", action="store_true", help="print the sgrnn train commands, run and write nothing")
     p.add_argument("--only", metavar="SUBSTRING", action="append", help="run only the cells whose 'experiment=NAME "
                    "T=T seed=S ' contains this (e.g. 'copy-dni ', 'T=3 ', ptb-); repeat it for any of several")
     p.add_argument("--fresh", action="store_true", help="restore no committed cell: measure every cell again")
-    p.add_argument("--results", default="results/table1", help="committed cells (RESULTS/cells) and the generated "
-                   "Table 1 files (default results/table1)")
-    p.add_argument("--readme", default="README.md", help="the README whose Table 1 block is regenerated (default README.md)")
+    p.add_argument("--results", default=None, help="committed cells (RESULTS/cells) and the generated "
+                   "report files (default results/SET)")
+    p.add_argument("--readme", default="README.md", help="the README whose Table 1 block is regenerated (default README.md; "
+                   "--set table1 only)")
     p.add_argument("--no-readme", action="store_true", help="leave the README alone")
     p.add_argument("--ptb-dir", default=None, help="PTB data (default: $SGRNN_DATA_DIR, else data/ptb)")
     ns = p.parse_args(argv)
-    runs, results = Path(ns.runs), Path(ns.results)
+    runs, results = Path(ns.runs or f"runs/{ns.set}"), Path(ns.results or f"results/{ns.set}")
     store = results / "cells"
     if ns.jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {ns.jobs}")
     for flag, path in (("--runs", runs), ("--results", results), ("--results", store)):
         if path.exists() and not path.is_dir():
             raise UserError(f"{flag} {path} is a file, not a folder")
-    if not ns.fresh and not store.is_dir():
+    if not ns.fresh and not store.is_dir() and not (ns.results is None and Path("results").is_dir()):
         raise UserError(f"no committed cells in {store} (run from the repository's root, pass --results DIR, or "
                         "--fresh to measure every cell)")
     readme = None
-    if not ns.no_readme and not ns.dry_run:
+    if not ns.no_readme and not ns.dry_run and ns.set == "table1":
         from sgrnn.readme import check_readme
 
         if not Path(ns.readme).exists():
             raise UserError(f"no README {ns.readme} (run from the repository's root, or pass --no-readme)")
         readme = check_readme(ns.readme)
-    cells = grid_cells()
+    cells = grid_cells(ns.set)
     chosen = [c for c in cells if ns.only is None or any(o in f"{c.name} " for o in ns.only)]
     if not chosen:
         raise UserError(f"--only {' '.join(map(repr, ns.only))} matches no cell of the grid ({cells[0].name}, ...)")
     stale_runs = changes(chosen, runs)
     stale_store = {} if ns.fresh else changes(cells, store)  # every cell: the unchosen are restored too
-    done = [c for c in chosen if complete(runs / c.folder / "summary.json") and c not in stale_runs]
-    committed = [c for c in chosen if c not in done and not ns.fresh and c not in stale_store
+    # A budget raised since a cell finished: in the runs folder it goes on from its checkpoint; a
+    # committed copy (no checkpoint) is not restored, so the cell runs again.
+    from sgrnn.checkpoint import LATEST
+
+    extend = {c: d for c, d in raised(chosen, runs).items() if c not in stale_runs}
+    for c in [c for c in extend if not (runs / c.folder / LATEST).exists()]:  # restored, no checkpoint: run again
+        stale_runs[c] = [extend.pop(c) + " (no checkpoint to go on from)"]
+    short_store = {} if ns.fresh else raised(cells, store)
+    done = [c for c in chosen if complete(runs / c.folder / "summary.json") and c not in stale_runs and c not in extend]
+    committed = [c for c in chosen if c not in done and not ns.fresh and c not in stale_store and c not in short_store
                  and complete(store / c.folder / "summary.json")]
     todo = [c for c in chosen if c not in done and c not in committed]
     plan = (f"{len(chosen)} cells: {len(committed)} committed in {store} (restored, not run), {len(done)} finished "
             f"in {runs} already, {len(todo)} to run ({ns.jobs} at a time)")
     notes = [stale_note(st, where) for st, where in (({c: d for c, d in stale_store.items() if c in chosen}, store),
                                                       (stale_runs, runs)) if st]
+    if extend:
+        notes.append(f"{len(extend)} finished cells in {runs} stopped at a budget their preset has raised since "
+                     f"(e.g. {next(iter(extend.values()))}): they go on from their checkpoints")
     if ns.dry_run:
         for c in chosen:
             mark = ("# finished: " if c in done else "# committed: " if c in committed else
                     f"# stale ({'; '.join((stale_runs.get(c) or stale_store[c])[:2])}): "
-                    if c in stale_runs or c in stale_store else "")
+                    if c in stale_runs or c in stale_store else
+                    f"# budget raised ({extend.get(c) or short_store[c]}): " if c in extend or c in short_store else "")
             print(f"{mark}sgrnn {' '.join(command(c, runs, ns.ptb_dir))}")
         for note in notes:
             print(f"# {note}")
@@ -292,7 +336,7 @@ def main(argv: list[str]) -> int:
         aside.parent.mkdir(parents=True, exist_ok=True)
         os.replace(runs / cell.folder, aside)
     if not ns.fresh:
-        n = copy_finished([c for c in cells if c not in stale_store], store, runs, only_missing=True)
+        n = copy_finished([c for c in cells if c not in stale_store and c not in short_store], store, runs, only_missing=True)
         print(f"sgrnn grid: {n} finished cells restored from {store} into {runs}")
     print(f"sgrnn grid: {plan}; logs in {runs / 'logs'}", flush=True)
     failed, stopped = run_cells(todo, runs, ns.jobs, ns.ptb_dir) if todo else ([], False)

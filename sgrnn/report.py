@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Optional
 
 from sgrnn.errors import UserError
+from sgrnn.checkpoint import last_gain
 from sgrnn.runs import (FULL_T, PAPER, baseline_of, is_curriculum, language_tasks, title, finished, fmt, group, load_runs, med_of, median, order_key, result,
                         length_at, sg_curve, structure_of)
 
@@ -175,14 +176,14 @@ def samples_to(s: dict, length: float) -> Optional[float]:
 # A run this short says nothing about the paper's budget: its curriculum has barely started (a
 # Table 1 cell spends 3.5M).
 MIN_EXTRAPOLATE = 1e6
-TAIL = 1 / 3  # a run "stopped" when its length did not grow in this last part of its budget
+TAIL = 1 / 3  # a run "stopped" when its length did not grow in this last part of its budget (train.stop_flat in the long presets)
 
 
 def growth(s: dict) -> dict:
     """One run's length against its budget B: the samples at its last new length, whether that
     was in the last third of B, and the length gained over the last decade (B/10 to B)."""
     budget, length = s.get("samples") or 0, result(s) or 0
-    last = max((p["samples"] for p in s.get("solved_at", [])), default=0)
+    last = last_gain(s.get("solved_at", []))
     return {"budget": budget, "last": last, "grew": last > (1 - TAIL) * budget,
             "gain": length - length_at(s, budget / 10)}
 

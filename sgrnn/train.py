@@ -199,7 +199,8 @@ def stop_reason(run: Run, signal_name: list) -> Optional[str]:
         return signal_name[0]
     if run.task.done:
         return "early_stopping"
-    return checkpoint.budget_spent(run.cfg.train, run.step, run.log.samples, run.log.elapsed())
+    return checkpoint.budget_spent(run.cfg.train, run.step, run.log.samples, run.log.elapsed(),
+                                   checkpoint.last_gain(run.log.solved_at))
 
 
 def save_checkpoint(run: Run) -> None:

@@ -106,6 +106,64 @@ def test_a_cell_run_with_another_config_than_its_preset_now_is_stale_runs_again_
     assert (runs / cells[0].folder / "summary.json").exists()  # restored
 
 
+def test_a_cell_whose_preset_budget_was_raised_goes_on_from_its_checkpoint_or_runs_again(tmp_path, monkeypatch, capsys):
+    """A long sweep over several sessions: its preset's budget is raised after a cell stopped at
+    the old one. A run folder with a checkpoint goes on from it (not set aside); one without a
+    checkpoint, and a committed copy (a summary only), run again."""
+    import sgrnn.grid as grid
+    from omegaconf import OmegaConf
+
+    from sgrnn.config import make_config
+
+    monkeypatch.chdir(ROOT)
+    cells = [Cell("copy-dni", "copy", "on", 3, seed) for seed in range(4)]
+    results, runs = tmp_path / "results", tmp_path / "runs"
+
+    def summary(root, cell, samples, checkpoint=False):
+        cfg = make_config(f"experiment={cell.preset}", f"T={cell.T}", f"seed={cell.seed}", "train.threads=1",
+                          "train.progress=false", f"train.max_samples={samples}")
+        (root / cell.folder).mkdir(parents=True)
+        (root / cell.folder / "summary.json").write_text(json.dumps(
+            {"status": "complete", "config": OmegaConf.to_container(cfg, resolve=True), "seed": cell.seed,
+             "stop_reason": "max_samples", "steps": samples // 192, "samples": samples, "wall_s": 60.0}))
+        if checkpoint:
+            (root / cell.folder / "checkpoint.pt").write_bytes(b"x")
+    summary(runs, cells[0], 3_500_000, checkpoint=True)  # at the preset's budget: finished
+    summary(runs, cells[1], 1_000_000, checkpoint=True)  # the budget was 1M: goes on
+    summary(runs, cells[2], 1_000_000)  # no checkpoint: runs again
+    summary(results / "cells", cells[3], 1_000_000)  # committed at 1M: not restored, runs
+    assert grid.raised(cells, runs) == {c: "train.max_samples: 1000000 -> 3500000" for c in cells[1:3]}
+    assert grid.raised(cells, results / "cells") == {cells[3]: "train.max_samples: 1000000 -> 3500000"}
+    only = ["--only", "experiment=copy-dni T=3 seed=0 ", "--only", "seed=1 ", "--only", "seed=2 ", "--only", "seed=3 "]
+    monkeypatch.setattr(grid, "grid_cells", lambda name="table1": tuple(cells))
+    assert sgrnn_main("grid", "--dry-run", "--runs", str(runs), "--results", str(results), *only) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" (")[0] for line in lines[:4]] == ["# finished: sgrnn train -m experiment=copy-dni T=3 seed=0 "
+                                                           "train.threads=1 train.progress=false hydra.sweep.dir=" + str(runs),
+                                                           "# budget raised", "# stale", "# budget raised"]
+    assert "go on from their checkpoints" in lines[-2] and lines[-1].endswith("3 to run (2 at a time)")
+    ran = []
+    monkeypatch.setattr(grid, "run_cells", lambda todo, *a: (ran.extend(todo), ([], False))[1])
+    monkeypatch.setattr(grid, "finish", lambda *a: None)
+    assert sgrnn_main("grid", "--runs", str(runs), "--results", str(results), "--no-readme", *only) == 0
+    assert ran == cells[1:]
+    assert (runs / cells[1].folder / "checkpoint.pt").exists()  # left in place, to go on from
+    assert (runs / "stale" / cells[2].folder / "summary.json").exists() and not (runs / cells[2].folder).exists()
+    assert not (runs / cells[3].folder).exists()  # the short committed copy is not restored
+
+
+def test_the_long_grid_is_the_long_presets_and_table1_has_none_of_them():
+    long, table1 = grid_cells("long"), grid_cells("table1")
+    assert long and all(c.preset.endswith("-long") for c in long)
+    assert not any(c.preset.endswith("-long") or "paper" in c.preset for c in table1)
+    # the six methods of both tasks at T=3 first (BPTT and DNI ahead of the others), then BPTT and DNI at T=2, 4, 5
+    first = [c for c in long if c.seed == 0][:12]
+    assert [c.preset for c in first[:4]] == ["copy-bptt-long", "copy-dni-long", "repeat-copy-bptt-long",
+                                             "repeat-copy-dni-long"]
+    assert {c.T for c in first} == {3, 1000} and first[-1].preset == "repeat-copy-full-bptt-long"
+    assert {c.preset.removeprefix("repeat-") for c in long if c.T not in (3, 1000)} == {"copy-bptt-long", "copy-dni-long"}
+
+
 def test_the_grid_is_the_presets_cells_in_their_sweep_folders():
     cells = grid_cells()
     assert len(cells) == len(set(cells)) == 147

@@ -30,25 +30,38 @@ def compose_full(*overrides: str):
 @pytest.mark.parametrize("preset", PRESETS)
 def test_every_preset_composes_with_its_own_sweep_and_budget(preset):
     cfg = compose_full(f"experiment={preset}")
-    task, method = preset.replace("-paper", "").split("-", 1) if not preset.startswith("repeat-copy") else (
-        "repeat-copy", preset[len("repeat-copy-"):])
+    long = preset.endswith("-long")
+    name = preset.removesuffix("-long")
+    task = "repeat-copy" if name.startswith("repeat-copy") else name.split("-")[0]
+    method = name[len(task) + 1 :]
+    if task == "ptb":
+        method = method.removeprefix("paper-")
     assert cfg.task.name == task
-    assert cfg.sg.name == {"bptt": "off", "dni": "on", "dni-aux": "aux", "placebo": "placebo", "oracle": "oracle",
-                           "full-bptt": "off"}[method]
+    assert cfg.sg.name == {"bptt": "off", "dni": "on", "dni-paper": "on", "dni-aux": "aux", "placebo": "placebo",
+                           "oracle": "oracle", "full-bptt": "off"}[method]
     sweep = cfg.hydra.sweeper.params
     Ts = [int(t) for t in str(sweep.T).split(",")]
     assert sweep.seed == "0,1,2"
-    # Table 1's columns: T=2..5 for Copy and Repeat Copy; PTB's figure: BPTT at 8, 20, 40, DNI at 8
-    expected = ([8, 20, 40] if method == "bptt" else [8]) if task == "ptb" else [1000] if method == "full-bptt" else [2, 3, 4, 5]
+    # Table 1's columns: T=2..5 for Copy and Repeat Copy; PTB's figure: BPTT at 8, 20, 40, DNI at 8;
+    # the long presets: T=3 first, and only BPTT and DNI go on to T=2, 4, 5
+    if long:
+        expected = [1000] if method == "full-bptt" else [3, 2, 4, 5] if method in ("bptt", "dni") else [3]
+    else:
+        expected = ([8, 20, 40] if method == "bptt" else [8]) if task == "ptb" else [1000] if method == "full-bptt" else [2, 3, 4, 5]
     assert Ts == expected
     assert cfg.train.max_samples > 0  # a per-cell budget in data, not only in minutes
-    assert cfg.model.hidden_size == (1024 if "paper" in preset else 256)
+    assert cfg.model.hidden_size == (1024 if "paper" in preset and task == "ptb" else 256)
+    if long:  # at least ten times Table 1's budget, or Table 1's for the controls allowed to stop when flat
+        assert cfg.train.stop_flat == 0.333 and cfg.train.max_samples >= 35_000_000
+        assert cfg.train.flat_after == (3_500_000 if method in ("placebo", "dni-paper") else 35_000_000)
+    if method == "dni-paper":
+        assert (cfg.sg.target, cfg.sg.history, cfg.sg.input_norm, cfg.sg.scale) == ("bootstrap", 0, "none", 0.1)
 
 
 def test_the_whole_cpu_grid_is_the_documented_147_cells():
     cells = 0
     for preset in PRESETS:
-        if "paper" not in preset:
+        if "paper" not in preset and not preset.endswith("-long"):
             sweep = compose_full(f"experiment={preset}").hydra.sweeper.params
             cells += len(str(sweep.T).split(",")) * len(str(sweep.seed).split(","))
     # 117 (the budget comments' figure: 111 + the PTB oracle's and placebo's 3 each) + the ceilings:
@@ -182,7 +195,7 @@ def test_a_local_parallel_sweep_lists_its_failed_cell_and_reports(tmp_path):
 
 
 @pytest.mark.parametrize("bad, line", [
-    ("experiment=nope", "sgrnn: error: unknown experiment option 'nope' (valid: copy-bptt, copy-dni, copy-dni-aux, "),
+    ("experiment=nope", "sgrnn: error: unknown experiment option 'nope' (valid: copy-bptt, copy-bptt-long, copy-dni, "),
     ("hydra/launcher=nope", "sgrnn: error: unknown hydra/launcher option 'nope' (valid: basic, joblib, local, slurm, "),
 ])
 def test_an_unknown_preset_or_launcher_is_one_line_listing_the_valid_ones(tmp_path, bad, line):

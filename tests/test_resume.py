@@ -215,3 +215,26 @@ def test_a_finished_run_given_a_larger_budget_continues_to_exactly_the_run_with_
     end = first["steps"]
     assert end % 4 and {tag: [p for p in points if p[0] != end] for tag, points in scalars(tmp_path / "grown").items()} \
         == scalars(tmp_path / "full")
+
+
+def test_a_curriculum_run_stops_once_its_length_is_flat_and_goes_on_exactly_when_the_rule_is_lifted(tmp_path):
+    """train.stop_flat: past train.flat_after timestep-samples, the run stops at the first update
+    where its largest length has not grown over that fraction of its samples (a length solved
+    again at task.max_N is no gain); lifting the rule continues it to exactly the run without it."""
+    from sgrnn.checkpoint import last_gain
+
+    base = [*overrides("off", "copy", None)[:-1], "task.start_N=1", "task.max_N=2", "task.threshold=100",
+            "train.max_steps=60"]  # every episode "solved": N=1 at update 10, N=2 at 25, then again every 15
+    full = trainer.train(make_config(*base), tmp_path / "full")
+    assert [p["length"] for p in full["solved_at"]] == [4, 5, 5, 5] and full["stop_reason"] == "max_steps"
+    gain = full["solved_at"][1]["samples"]
+    flat = trainer.train(make_config(*base, "train.stop_flat=0.4", f"train.flat_after={gain}"), tmp_path / "flat")
+    assert flat["stop_reason"] == "flat" and flat["steps"] < 60 and len(flat["solved_at"]) == 3  # 5 solved twice
+    assert last_gain(flat["solved_at"]) == gain <= 0.6 * flat["samples"]  # from the first time 5 was solved
+    assert comparable(flat)["solved_at"] == [p for p in comparable(full)["solved_at"] if p["samples"] <= flat["samples"]]
+    early = trainer.train(make_config(*base, "train.stop_flat=0.4", f"train.flat_after={gain}",
+                                      f"train.max_steps={flat['steps'] - 1}"), tmp_path / "early")
+    assert early["stop_reason"] == "max_steps"  # one update before, the rule did not hold yet
+    assert last_gain(early["solved_at"]) > 0.6 * early["samples"]
+    grown = trainer.train(make_config(*base), tmp_path / "flat")
+    assert comparable(grown) == comparable(full)

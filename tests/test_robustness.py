@@ -230,6 +230,9 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, line):
     (["train.checkpoint_every=0"], "sgrnn: error: train.checkpoint_every must be positive, got 0"),
     (["train.max_samples=-5"], "sgrnn: error: train.max_samples must be >= 0, got -5"),
     (["diag.every=-1"], "sgrnn: error: diag.every must be >= 0, got -1"),
+    (["train.stop_flat=1"], "sgrnn: error: train.stop_flat must be in [0, 1), got 1.0"),
+    (["train.stop_flat=0.3", "train.flat_after=100", "train.max_samples=50"],
+     "sgrnn: error: train.flat_after=100 is past train.max_samples=50: the run would never stop flat"),
     (["model.num_layers=0"], "sgrnn: error: model.num_layers must be positive, got 0"),
     (["-m", "sg.scale=0.1,nan"], "sgrnn: error: sg.scale must be finite, got nan"),
     (["sg.placement=middle"], "sgrnn: error: Error merging override sg.placement=middle: Invalid value 'middle', "
@@ -273,6 +276,8 @@ def test_the_ptb_node_is_checked_too(args):
 
     with pytest.raises(UserError, match=r"task\.(batch_size|patience) must be positive, got 0"):
         check(make_config(*args))
+    with pytest.raises(UserError, match=r"^train\.stop_flat needs a curriculum task \(copy, repeat-copy\), not task=ptb"):
+        check(make_config("task=ptb", "train.stop_flat=0.3"))
 
 
 def test_two_processes_for_one_folder_one_trains_the_other_exits_2_touching_nothing(tmp_path):
