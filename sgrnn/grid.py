@@ -70,8 +70,9 @@ class Cell:
         else:
             stage = STAGE.get(method, 5)
         t = T_ORDER.index(self.T) if self.task != "ptb" and self.T in T_ORDER else self.T
-        if self.preset.endswith(LONG):  # every method at T=3 (the ceiling's T=1000 with them), then T=2, 4, 5
-            return (0 if self.T not in T_ORDER else t, stage, self.task, self.preset, self.seed)
+        if self.preset.endswith(LONG):  # every method at T=3 (full BPTT's T=1000 with them), PTB, then T=2, 4, 5
+            block = 1 if self.task == "ptb" else 0 if self.T not in T_ORDER[1:] else 1 + t
+            return (block, stage, self.T, self.task, self.preset, self.seed)
         return (stage, t, self.task, self.preset, self.seed)
 
 
@@ -291,7 +292,8 @@ def main(argv: list[str]) -> int:
     chosen = [c for c in cells if ns.only is None or any(o in f"{c.name} " for o in ns.only)]
     if not chosen:
         raise UserError(f"--only {' '.join(map(repr, ns.only))} matches no cell of the grid ({cells[0].name}, ...)")
-    stale_runs = changes(chosen, runs)
+    stale_any = changes(cells, runs)  # the unchosen stale run folders stay, but are never saved as cells
+    stale_runs = {c: d for c, d in stale_any.items() if c in chosen}
     stale_store = {} if ns.fresh else changes(cells, store)  # every cell: the unchosen are restored too
     # A budget raised since a cell finished: in the runs folder it goes on from its checkpoint; a
     # committed copy (no checkpoint) is not restored, so the cell runs again.
@@ -309,6 +311,9 @@ def main(argv: list[str]) -> int:
             f"in {runs} already, {len(todo)} to run ({ns.jobs} at a time)")
     notes = [stale_note(st, where) for st, where in (({c: d for c, d in stale_store.items() if c in chosen}, store),
                                                       (stale_runs, runs)) if st]
+    if other := [c for c in stale_any if c not in chosen]:
+        notes.append(f"{len(other)} other finished cells in {runs} were run with another config than their preset's "
+                     "now: not saved as cells (choose them with --only to measure them again)")
     if extend:
         notes.append(f"{len(extend)} finished cells in {runs} stopped at a budget their preset has raised since "
                      f"(e.g. {next(iter(extend.values()))}): they go on from their checkpoints")
@@ -339,13 +344,14 @@ def main(argv: list[str]) -> int:
         n = copy_finished([c for c in cells if c not in stale_store and c not in short_store], store, runs, only_missing=True)
         print(f"sgrnn grid: {n} finished cells restored from {store} into {runs}")
     print(f"sgrnn grid: {plan}; logs in {runs / 'logs'}", flush=True)
+    current = [c for c in cells if c in chosen or c not in stale_any]
     failed, stopped = run_cells(todo, runs, ns.jobs, ns.ptb_dir) if todo else ([], False)
     if stopped:
-        saved = copy_finished(cells, runs, store, only_missing=False)
+        saved = copy_finished(current, runs, store, only_missing=False)
         print(f"sgrnn grid: stopped; {saved} finished cells saved to {store}; the same command resumes the grid",
               file=sys.stderr)
         return 130
-    finish(cells, runs, results, readme)
+    finish(current, runs, results, readme)
     left = sum(not complete(runs / c.folder / "summary.json") for c in cells)
     print(f"sgrnn grid: {len(cells) - left} of {len(cells)} cells finished")
     if failed:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -104,6 +105,15 @@ def test_a_cell_run_with_another_config_than_its_preset_now_is_stale_runs_again_
     assert json.loads((runs / "stale" / cells[2].folder / "summary.json").read_text())["seed"] == 2  # kept aside
     assert not (runs / cells[2].folder).exists() and not (runs / cells[1].folder).exists()  # not restored
     assert (runs / cells[0].folder / "summary.json").exists()  # restored
+    # a stale run folder outside --only stays where it is, and is never saved over the committed cell
+    summary(runs / "other", cells[1], **{"sg.history": 0})
+    os.replace(runs / "other" / cells[1].folder, runs / cells[1].folder)
+    saved = []
+    monkeypatch.setattr(grid, "finish", lambda cells, *a: saved.extend(cells))
+    assert sgrnn_main("grid", "--runs", str(runs), "--results", str(results), "--no-readme",
+                      "--only", "experiment=copy-dni T=3 seed=0 ") == 0
+    assert "1 other finished cells in " in capsys.readouterr().out
+    assert cells[0] in saved and cells[1] not in saved and (runs / cells[1].folder / "summary.json").exists()
 
 
 def test_a_cell_whose_preset_budget_was_raised_goes_on_from_its_checkpoint_or_runs_again(tmp_path, monkeypatch, capsys):
@@ -161,7 +171,10 @@ def test_the_long_grid_is_the_long_presets_and_table1_has_none_of_them():
     assert [c.preset for c in first[:4]] == ["copy-bptt-long", "copy-dni-long", "repeat-copy-bptt-long",
                                              "repeat-copy-dni-long"]
     assert {c.T for c in first} == {3, 1000} and first[-1].preset == "repeat-copy-full-bptt-long"
-    assert {c.preset.removeprefix("repeat-") for c in long if c.T not in (3, 1000)} == {"copy-bptt-long", "copy-dni-long"}
+    assert {c.preset.removeprefix("repeat-") for c in long if c.T not in (3, 1000)} == {
+        "copy-bptt-long", "copy-dni-long", "ptb-bptt-long", "ptb-dni-long"}
+    later = [c.task if c.task == "ptb" else c.T for c in long if c.T not in (3, 1000)]  # PTB, then T=2, 4, 5
+    assert later == sorted(later, key=lambda x: (x != "ptb", [2, 4, 5].index(x) if x != "ptb" else 0))
 
 
 def test_the_grid_is_the_presets_cells_in_their_sweep_folders():

@@ -44,14 +44,18 @@ def test_every_preset_composes_with_its_own_sweep_and_budget(preset):
     assert sweep.seed == "0,1,2"
     # Table 1's columns: T=2..5 for Copy and Repeat Copy; PTB's figure: BPTT at 8, 20, 40, DNI at 8;
     # the long presets: T=3 first, and only BPTT and DNI go on to T=2, 4, 5
-    if long:
+    if task == "ptb":
+        expected = [8, 20, 40] if method == "bptt" else [8]
+    elif long:
         expected = [1000] if method == "full-bptt" else [3, 2, 4, 5] if method in ("bptt", "dni") else [3]
     else:
-        expected = ([8, 20, 40] if method == "bptt" else [8]) if task == "ptb" else [1000] if method == "full-bptt" else [2, 3, 4, 5]
+        expected = [1000] if method == "full-bptt" else [2, 3, 4, 5]
     assert Ts == expected
     assert cfg.train.max_samples > 0  # a per-cell budget in data, not only in minutes
     assert cfg.model.hidden_size == (1024 if "paper" in preset and task == "ptb" else 256)
-    if long:  # at least ten times Table 1's budget, or Table 1's for the controls allowed to stop when flat
+    if long and task == "ptb":  # to early stopping on the whole validation set, at most 10 epochs
+        assert (cfg.task.val_symbols, cfg.train.max_samples, cfg.train.stop_flat) == (0, 50_000_000, 0)
+    elif long:  # at least ten times Table 1's budget, or Table 1's for the controls allowed to stop when flat
         assert cfg.train.stop_flat == 0.333 and cfg.train.max_samples >= 35_000_000
         assert cfg.train.flat_after == (3_500_000 if method in ("placebo", "dni-paper") else 35_000_000)
     if method == "dni-paper":
