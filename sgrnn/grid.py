@@ -254,6 +254,61 @@ def finish(cells: Iterable[Cell], runs: Path, results: Path, readme: Path | None
         print(f"sgrnn grid: {readme}: Table 1 block {'replaced' if changed else 'unchanged'} from {out / 'table1.md'}")
 
 
+@dataclass
+class Plan:
+    """What the grid does with each chosen cell, and why (``make_plan``)."""
+    done: list[Cell]  # finished in the runs folder with its preset's config and budget
+    committed: list[Cell]  # restored from the committed cells, not run
+    todo: list[Cell]  # to run (or to go on from a checkpoint)
+    stale_any: dict  # every cell whose run folder holds a run of another config: {cell: ['key: then -> now']}
+    stale_runs: dict  # ... of the chosen: set aside, run again
+    stale_store: dict  # committed copies of another config: not restored
+    extend: dict  # finished in the runs folder at a budget since raised: go on ({cell: 'key: then -> now'})
+    short_store: dict  # committed copies at a budget since raised: not restored
+    notes: list[str]
+
+    def mark(self, c: Cell) -> str:
+        """The dry run's comment before a cell's command."""
+        if c in self.done:
+            return "# finished: "
+        if c in self.committed:
+            return "# committed: "
+        if c in self.stale_runs or c in self.stale_store:
+            return f"# stale ({'; '.join((self.stale_runs.get(c) or self.stale_store[c])[:2])}): "
+        if c in self.extend or c in self.short_store:
+            return f"# budget raised ({self.extend.get(c) or self.short_store[c]}): "
+        return ""
+
+
+def make_plan(cells: tuple[Cell, ...], chosen: list[Cell], runs: Path, store: Path, fresh: bool) -> Plan:
+    """Sort the chosen cells into finished, committed and to run. A run (in ``runs``) or a
+    committed copy (in ``store``) of another config than the preset's now is stale: not counted. A
+    budget raised since a cell finished: in the runs folder it goes on from its checkpoint; a
+    committed copy (no checkpoint) is not restored, so the cell runs again."""
+    from sgrnn.checkpoint import LATEST
+
+    stale_any = changes(cells, runs)  # the unchosen stale run folders stay, but are never saved as cells
+    stale_runs = {c: d for c, d in stale_any.items() if c in chosen}
+    stale_store = {} if fresh else changes(cells, store)  # every cell: the unchosen are restored too
+    extend = {c: d for c, d in raised(chosen, runs).items() if c not in stale_runs}
+    for c in [c for c in extend if not (runs / c.folder / LATEST).exists()]:  # restored, no checkpoint: run again
+        stale_runs[c] = [extend.pop(c) + " (no checkpoint to go on from)"]
+    short_store = {} if fresh else raised(cells, store)
+    done = [c for c in chosen if complete(runs / c.folder / "summary.json") and c not in stale_runs and c not in extend]
+    committed = [c for c in chosen if c not in done and not fresh and c not in stale_store and c not in short_store
+                 and complete(store / c.folder / "summary.json")]
+    todo = [c for c in chosen if c not in done and c not in committed]
+    notes = [stale_note(st, where) for st, where in (({c: d for c, d in stale_store.items() if c in chosen}, store),
+                                                      (stale_runs, runs)) if st]
+    if other := [c for c in stale_any if c not in chosen]:
+        notes.append(f"{len(other)} other finished cells in {runs} were run with another config than their preset's "
+                     "now: not saved as cells (choose them with --only to measure them again)")
+    if extend:
+        notes.append(f"{len(extend)} finished cells in {runs} stopped at a budget their preset has raised since "
+                     f"(e.g. {next(iter(extend.values()))}): they go on from their checkpoints")
+    return Plan(done, committed, todo, stale_any, stale_runs, stale_store, extend, short_store, notes)
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="sgrnn grid", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--set", default="table1", choices=list(SETS), help="which grid: table1 (default), or long: "
@@ -278,7 +333,10 @@ def main(argv: list[str]) -> int:
     for flag, path in (("--runs", runs), ("--results", results), ("--results", store)):
         if path.exists() and not path.is_dir():
             raise UserError(f"{flag} {path} is a file, not a folder")
-    if not ns.fresh and not store.is_dir() and not (ns.results is None and Path("results").is_dir()):
+    # Table 1 restores its committed cells, so a missing store means the wrong folder; a new grid
+    # (--set long) starts with none, in the repository's results/.
+    new_grid = ns.set != "table1" and ns.results is None and Path("results").is_dir()
+    if not ns.fresh and not store.is_dir() and not new_grid:
         raise UserError(f"no committed cells in {store} (run from the repository's root, pass --results DIR, or "
                         "--fresh to measure every cell)")
     readme = None
@@ -292,38 +350,13 @@ def main(argv: list[str]) -> int:
     chosen = [c for c in cells if ns.only is None or any(o in f"{c.name} " for o in ns.only)]
     if not chosen:
         raise UserError(f"--only {' '.join(map(repr, ns.only))} matches no cell of the grid ({cells[0].name}, ...)")
-    stale_any = changes(cells, runs)  # the unchosen stale run folders stay, but are never saved as cells
-    stale_runs = {c: d for c, d in stale_any.items() if c in chosen}
-    stale_store = {} if ns.fresh else changes(cells, store)  # every cell: the unchosen are restored too
-    # A budget raised since a cell finished: in the runs folder it goes on from its checkpoint; a
-    # committed copy (no checkpoint) is not restored, so the cell runs again.
-    from sgrnn.checkpoint import LATEST
-
-    extend = {c: d for c, d in raised(chosen, runs).items() if c not in stale_runs}
-    for c in [c for c in extend if not (runs / c.folder / LATEST).exists()]:  # restored, no checkpoint: run again
-        stale_runs[c] = [extend.pop(c) + " (no checkpoint to go on from)"]
-    short_store = {} if ns.fresh else raised(cells, store)
-    done = [c for c in chosen if complete(runs / c.folder / "summary.json") and c not in stale_runs and c not in extend]
-    committed = [c for c in chosen if c not in done and not ns.fresh and c not in stale_store and c not in short_store
-                 and complete(store / c.folder / "summary.json")]
-    todo = [c for c in chosen if c not in done and c not in committed]
+    pl = make_plan(cells, chosen, runs, store, ns.fresh)
+    done, committed, todo, notes = pl.done, pl.committed, pl.todo, pl.notes
     plan = (f"{len(chosen)} cells: {len(committed)} committed in {store} (restored, not run), {len(done)} finished "
             f"in {runs} already, {len(todo)} to run ({ns.jobs} at a time)")
-    notes = [stale_note(st, where) for st, where in (({c: d for c, d in stale_store.items() if c in chosen}, store),
-                                                      (stale_runs, runs)) if st]
-    if other := [c for c in stale_any if c not in chosen]:
-        notes.append(f"{len(other)} other finished cells in {runs} were run with another config than their preset's "
-                     "now: not saved as cells (choose them with --only to measure them again)")
-    if extend:
-        notes.append(f"{len(extend)} finished cells in {runs} stopped at a budget their preset has raised since "
-                     f"(e.g. {next(iter(extend.values()))}): they go on from their checkpoints")
     if ns.dry_run:
         for c in chosen:
-            mark = ("# finished: " if c in done else "# committed: " if c in committed else
-                    f"# stale ({'; '.join((stale_runs.get(c) or stale_store[c])[:2])}): "
-                    if c in stale_runs or c in stale_store else
-                    f"# budget raised ({extend.get(c) or short_store[c]}): " if c in extend or c in short_store else "")
-            print(f"{mark}sgrnn {' '.join(command(c, runs, ns.ptb_dir))}")
+            print(f"{pl.mark(c)}sgrnn {' '.join(command(c, runs, ns.ptb_dir))}")
         for note in notes:
             print(f"# {note}")
         print(f"# {plan}")
@@ -335,16 +368,17 @@ def main(argv: list[str]) -> int:
     runs.mkdir(parents=True, exist_ok=True)
     for note in notes:
         print(f"sgrnn grid: {note}")
-    for cell in stale_runs:  # kept, not overwritten: runs/stale/<folder> (the newest set-aside)
+    for cell in pl.stale_runs:  # kept, not overwritten: runs/stale/<folder> (the newest set-aside)
         aside = runs / "stale" / cell.folder
         shutil.rmtree(aside, ignore_errors=True)
         aside.parent.mkdir(parents=True, exist_ok=True)
         os.replace(runs / cell.folder, aside)
     if not ns.fresh:
-        n = copy_finished([c for c in cells if c not in stale_store and c not in short_store], store, runs, only_missing=True)
+        n = copy_finished([c for c in cells if c not in pl.stale_store and c not in pl.short_store], store, runs,
+                          only_missing=True)
         print(f"sgrnn grid: {n} finished cells restored from {store} into {runs}")
     print(f"sgrnn grid: {plan}; logs in {runs / 'logs'}", flush=True)
-    current = [c for c in cells if c in chosen or c not in stale_any]
+    current = [c for c in cells if c in chosen or c not in pl.stale_any]  # the cells whose finished runs are saved
     failed, stopped = run_cells(todo, runs, ns.jobs, ns.ptb_dir) if todo else ([], False)
     if stopped:
         saved = copy_finished(current, runs, store, only_missing=False)
