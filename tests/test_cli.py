@@ -19,7 +19,7 @@ def sgrnn(*args, cwd=None):
 
 @pytest.mark.parametrize("task, sg", [("copy", "on"), ("repeat-copy", "on"), ("ptb", "on")])
 def test_tiny_train_writes_a_complete_summary(tmp_path, ptb_dir, task, sg):
-    extra = [f"task.data_dir={ptb_dir}", "task.val_every=5", "task.val_symbols=2000", "task.eval_batch_size=16"]
+    extra = [f"task.data_dir={ptb_dir}", "task.val_every=5", "task.val_symbols=2000"]
     r = sgrnn("train", f"task={task}", f"sg={sg}", "T=4", "seed=1", *COMMON, *(extra if task == "ptb" else []),
               f"hydra.run.dir={tmp_path}")
     assert r.returncode == 0, r.stderr
