@@ -17,6 +17,11 @@ at T=8, 20, 40 and DNI, DNI + Aux, the placebo and the oracle at T=8; 3 seeds ea
 The order puts first what Table 1's comparisons rest on: PTB's first seed of BPTT and DNI at T=8,
 then BPTT and DNI on Copy and Repeat Copy at T=3, 2, 4, 5, then PTB, then DNI + Aux and the
 placebo, then the ceilings (the oracle, full BPTT).
+
+``--set long`` does the same for the ``*-long`` presets (runs/long, results/long, no README
+block): Copy and Repeat Copy's six methods at T=3, then PTB to early stopping, then BPTT and DNI at
+T=2, 4, 5, each until its length stops growing (docs/long.md). A cell that stopped at a budget its
+preset has raised since goes on from its checkpoint.
 """
 
 from __future__ import annotations
