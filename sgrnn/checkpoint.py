@@ -19,8 +19,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from sgrnn.config import schema_default
-
 from sgrnn.errors import Refused, UserError
+from sgrnn.runs import last_gain
 
 log = logging.getLogger(__name__)
 
@@ -198,27 +198,20 @@ def completed(cfg: DictConfig, run_dir: Path) -> Optional[dict]:
 BUDGETS = ("max_steps", "max_samples", "max_minutes", "flat")
 
 
-def budget_spent(train, steps: int, samples: int, elapsed_s: float, last_gain: int = 0) -> Optional[str]:
+def budget_spent(train, steps: int, samples: int, elapsed_s: float, gained_at: int = 0) -> Optional[str]:
     """The budget of ``train`` (the config's train node) that a run has spent at these counts, if
     any: the trainer stops there, and a finished run whose budget is raised past it goes on.
-    ``last_gain``: the timestep-samples at which a curriculum run last solved a longer length
-    (0: never), for ``train.stop_flat``."""
+    ``gained_at``: the timestep-samples at which a curriculum run last solved a longer length
+    (0: never; ``sgrnn.runs.last_gain``), for ``train.stop_flat``."""
     if steps >= train.max_steps:
         return "max_steps"
     if train.max_samples and samples >= train.max_samples:
         return "max_samples"
     if elapsed_s > 60 * train.max_minutes:
         return "max_minutes"
-    if train.get("stop_flat") and samples >= train.flat_after and last_gain <= (1 - train.stop_flat) * samples:
+    if train.get("stop_flat") and samples >= train.flat_after and gained_at <= (1 - train.stop_flat) * samples:
         return "flat"
     return None
-
-
-def last_gain(solved_at: list[dict]) -> int:
-    """The timestep-samples at which a curriculum run first solved its largest length (0: none).
-    A length solved again (at ``task.max_N``) is no gain."""
-    top = max((p["length"] for p in solved_at), default=None)
-    return min((p["samples"] for p in solved_at if p["length"] == top), default=0)
 
 
 def summary_spent(train, summary: dict) -> Optional[str]:

@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Optional
 
 from sgrnn.errors import UserError
-from sgrnn.checkpoint import last_gain
 from sgrnn.runs import (FULL_T, PAPER, baseline_of, is_curriculum, language_tasks, title, finished, fmt, group, load_runs, med_of, median, order_key, result,
-                        length_at, sg_curve, structure_of)
+                        last_gain, length_at, sg_curve, structure_of)
 
 METRIC = {True: "largest length solved (higher is better)", False: "test BPC (lower is better)"}  # by is_curriculum
 

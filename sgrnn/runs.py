@@ -192,6 +192,13 @@ def med_of(runs: list[dict], get: Callable[[dict], Optional[float]]) -> Optional
     return median([v for v in (get(s) for s in finished(runs)) if v is not None])
 
 
+def last_gain(solved_at: list[dict]) -> int:
+    """The timestep-samples at which a curriculum run first solved its largest length (0: none).
+    A length solved again (at ``task.max_N``) is no gain."""
+    top = max((p["length"] for p in solved_at), default=None)
+    return min((p["samples"] for p in solved_at if p["length"] == top), default=0)
+
+
 def length_at(s: dict, samples: float) -> int:
     """The largest length a curriculum run had solved by ``samples`` timestep-samples."""
     return max((p["length"] for p in s.get("solved_at", []) if p["samples"] <= samples), default=0)

@@ -26,6 +26,7 @@ from sgrnn.runtime import (Interrupted, RunLock, Slot, hand_over, pick_device, s
 from sgrnn.model import LSTMCore
 from sgrnn.diag import diagnostics
 from sgrnn.errors import UserError
+from sgrnn.runs import last_gain
 from sgrnn.sg import Context, Method, future_gradients, make_method
 from sgrnn.tasks import make_task
 from sgrnn.tracking import RunLog
@@ -200,7 +201,7 @@ def stop_reason(run: Run, signal_name: list) -> Optional[str]:
     if run.task.done:
         return "early_stopping"
     return checkpoint.budget_spent(run.cfg.train, run.step, run.log.samples, run.log.elapsed(),
-                                   checkpoint.last_gain(run.log.solved_at))
+                                   last_gain(run.log.solved_at))
 
 
 def save_checkpoint(run: Run) -> None:

@@ -221,7 +221,7 @@ def test_a_curriculum_run_stops_once_its_length_is_flat_and_goes_on_exactly_when
     """train.stop_flat: past train.flat_after timestep-samples, the run stops at the first update
     where its largest length has not grown over that fraction of its samples (a length solved
     again at task.max_N is no gain); lifting the rule continues it to exactly the run without it."""
-    from sgrnn.checkpoint import last_gain
+    from sgrnn.runs import last_gain
 
     base = [*overrides("off", "copy", None)[:-1], "task.start_N=1", "task.max_N=2", "task.threshold=100",
             "train.max_steps=60"]  # every episode "solved": N=1 at update 10, N=2 at 25, then again every 15
