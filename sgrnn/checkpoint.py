@@ -99,10 +99,10 @@ STRUCTURE = {"task.name", "task.bits", "task.embedding_size", "model.hidden_size
 
 
 def structure(config: dict) -> str:
-    """The method's kind as its checkpoint holds it: placebo and batch-mean train the same M as on
+    """The method's kind as its checkpoint holds it: placebo, batch-mean and centred train the same M as on
     and keep nothing else (frozen keeps its random map too)."""
     name = (config.get("sg") or {}).get("name", "off")
-    return {"placebo": "on", "batch-mean": "on"}.get(name, name)
+    return {"placebo": "on", "batch-mean": "on", "centred": "on"}.get(name, name)
 
 
 def config_changes(old: dict, new: dict, prefix: str = "") -> list[str]:

@@ -154,6 +154,11 @@ def preflight(args: list[str]) -> None:
 
     from sgrnn.config import check as validate, make_config
 
+    short = {"-m": "--multirun", "-r": "--run", "-c": "--cfg", "-i": "--info", "-sc": "--shell-completion"}
+    modes = [a for a in args if a in short or a in short.values()]
+    if len({short.get(m, m) for m in modes}) > 1:
+        raise UserError(f"{' and '.join(modes)}: one of --multirun, --cfg, --info at a time (Hydra's modes); "
+                        "for a sweep's config, --cfg job with the sweep's first values")
     overrides = [a for a in args if not a.startswith("-") and ("=" in a or a.startswith("~"))]
     for a in overrides:
         if a.startswith(("hydra.run.dir=", "hydra.sweep.dir=")):

@@ -100,14 +100,14 @@ class PTBTaskConfig:
 
 
 # The methods with an M at the truncation boundaries: DNI, DNI + Aux and the controls that train
-# the same M (the core is given something else: another sequence's prediction, the batch mean, a
-# fixed random map of M's input).
-M_METHODS = ("on", "aux", "placebo", "batch-mean", "frozen")
+# the same M (the core is given something else: another sequence's prediction, the batch mean, the
+# prediction minus the batch mean, a fixed random map of M's input).
+M_METHODS = ("on", "aux", "placebo", "batch-mean", "centred", "frozen")
 
 
 @dataclass
 class SGConfig:
-    name: str = "off"  # off: truncated BPTT | on: DNI | aux: DNI + Aux | oracle: the exact future gradient | controls, M trained as on: placebo (another sequence's g_hat), batch-mean (the batch's mean g_hat), frozen (a fixed random map of M's input, at g_hat's norm)
+    name: str = "off"  # off: truncated BPTT | on: DNI | aux: DNI + Aux | oracle: the exact future gradient | controls, M trained as on: placebo (another sequence's g_hat), batch-mean (the batch's mean g_hat), centred (g_hat minus that mean), frozen (a fixed random map of M's input, at g_hat's norm)
     hidden_size: int = field(default=0, metadata=NON_NEGATIVE)  # synthetic-gradient model M: 0 = linear (paper default); >0 = one hidden ReLU layer
     scale: float = field(default=1.0, metadata=NON_NEGATIVE)  # factor on the injected synthetic gradient g_hat (paper silent; on/aux/placebo: 1, SG_OPTIONS)
     scale_in_target: bool = True  # bootstrapped target uses the scaled g_hat (a discounted gradient); False costs one more backward
@@ -280,7 +280,7 @@ TASKS = {
 # seeds 0-2, with the scale 0.1 of then): weight 1 solved 5 [5-5], BPTT's length (the aux loss's
 # gradient made the true future gradient 10x larger and turned the parameter-space cosine
 # negative, -0.11); 0.1 solved 7 [7-8].
-# The controls (sgrnn/sg/placebo.py, batch_mean.py, frozen.py) train the same M as on, with its defaults.
+# The controls (sgrnn/sg/placebo.py, batch_mean.py, centred.py, frozen.py) train the same M as on, with its defaults.
 SG_OPTIONS = {name: SGConfig(name=name, scale=1.0, input_norm=InputNorm["rms"], history=16, target=Target["lambda"],
                              aux_weight=0.1 if name == "aux" else 1.0)
               if name in M_METHODS else SGConfig(name=name)

@@ -22,6 +22,11 @@ placebo, then the ceilings (the oracle, full BPTT).
 block): Copy and Repeat Copy's six methods at T=3, then PTB to early stopping, then BPTT and DNI at
 T=2, 4, 5, each until its length stops growing (docs/long.md). A cell that stopped at a budget its
 preset has raised since goes on from its checkpoint.
+
+``--set horizon`` runs the ``*-horizon`` presets (runs/horizon, results/horizon, whose report adds
+the study table and the time to each length): the plateau study's 20-minute cells, BPTT, DNI, the
+placebo and the oracle on seeds 200-204, Copy at T=3, then T=5, then Repeat Copy at T=3. Their
+budget is wall time, so they need otherwise idle cores.
 """
 
 from __future__ import annotations
@@ -44,11 +49,13 @@ from sgrnn.errors import UserError
 STAGE = {"bptt": 0, "dni": 0, "dni-paper": 2, "dni-aux": 2, "placebo": 2, "oracle": 3, "full-bptt": 4}  # by method; PTB: 1
 T_ORDER = [3, 2, 4, 5]  # the data-efficiency figures' T first
 # The grids (``--set``): which presets of conf/experiment each runs. table1: Table 1 at CPU scale
-# (every preset but the long and the paper-width ones); long: the same comparisons at ten times
-# the budget and more, to where each method stops (the ``*-long`` presets).
-LONG = "-long"
-SETS = {"table1": lambda stem: "paper" not in stem and not stem.endswith(LONG),
-        "long": lambda stem: stem.endswith(LONG)}
+# (every preset but the long, horizon and paper-width ones); long: the same comparisons at ten
+# times the budget and more, to where each method stops (the ``*-long`` presets); horizon: the
+# plateau study's 20-minute cells, BPTT, DNI, the placebo and the oracle, 5 seeds (``*-horizon``).
+LONG, HORIZON = "-long", "-horizon"
+SETS = {"table1": lambda stem: "paper" not in stem and not stem.endswith((LONG, HORIZON)),
+        "long": lambda stem: stem.endswith(LONG),
+        "horizon": lambda stem: stem.endswith(HORIZON)}
 
 
 @dataclass(frozen=True)
@@ -69,7 +76,7 @@ class Cell:
         return f"experiment={self.preset} T={self.T} seed={self.seed}"
 
     def priority(self) -> tuple:
-        method = self.preset[len(self.task) + 1 :].removesuffix(LONG)
+        method = self.preset[len(self.task) + 1 :].removesuffix(LONG).removesuffix(HORIZON)
         if self.task == "ptb":
             stage = -1 if method in ("bptt", "dni") and self.T == 8 and self.seed == 0 else 1
         else:
@@ -78,6 +85,8 @@ class Cell:
         if self.preset.endswith(LONG):  # every method at T=3 (full BPTT's T=1000 with them), PTB, then T=2, 4, 5
             block = 1 if self.task == "ptb" else 0 if self.T not in T_ORDER[1:] else 1 + t
             return (block, stage, self.T, self.task, self.preset, self.seed)
+        if self.preset.endswith(HORIZON):  # Copy T=3, Copy T=5, Repeat Copy T=3; each seed's methods side by side
+            return (self.task != "copy", self.T, self.seed, stage, self.preset)
         return (stage, t, self.task, self.preset, self.seed)
 
 
@@ -246,13 +255,14 @@ def finish(cells: Iterable[Cell], runs: Path, results: Path, readme: Path | None
     from sgrnn.readme import write_block
     from sgrnn.report import report
 
-    store = results / "cells"
+    store, cells = results / "cells", list(cells)
     saved = copy_finished(cells, runs, store, only_missing=False) if runs.is_dir() else 0
     print(f"sgrnn grid: {saved} finished cells saved to {store}")
     if not any(store.rglob("summary.json")):
         print("sgrnn grid: no finished cell yet: no report")
         return
-    out = report(store, results)
+    horizon = any(c.preset.endswith(HORIZON) for c in cells)  # its report adds the study's tables
+    out = report(store, results, study=horizon, time_to_result=horizon)
     print(f"sgrnn grid: report {out / 'report.md'} (with table1.md, table1.csv and plots)")
     if readme:
         changed = write_block(readme, out / "table1.md")
@@ -316,8 +326,9 @@ def make_plan(cells: tuple[Cell, ...], chosen: list[Cell], runs: Path, store: Pa
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="sgrnn grid", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--set", default="table1", choices=list(SETS), help="which grid: table1 (default), or long: "
-                   "the *-long presets, ten times Table 1's budget and more")
+    p.add_argument("--set", default="table1", choices=list(SETS), help="which grid: table1 (default); long: "
+                   "the *-long presets, ten times Table 1's budget and more; horizon: the *-horizon presets, 20 "
+                   "minutes a cell (wall time: run on idle cores)")
     p.add_argument("--jobs", type=int, default=2, help="cells at a time, one thread each (default 2)")
     p.add_argument("--runs", default=None, help="the runs folder (default runs/SET)")
     p.add_argument("--dry-run", action="store_true", help="print the sgrnn train commands, run and write nothing")

@@ -140,16 +140,23 @@ def batch_mean(g_hat, m_in, control):
     return g_hat.mean(dim=0, keepdim=True).expand_as(g_hat)
 
 
+def centred(g_hat, m_in, control):
+    """Computed another way: DNI's prediction less what batch-mean gives, so the two add up to on."""
+    return g_hat - batch_mean(g_hat, m_in, control)
+
+
 def frozen_map(g_hat, m_in, control):
     """Computed another way: row by row, R's map rescaled to g_hat's norm."""
     rows = [control.R.double().T @ m for m in m_in]
     return torch.stack([r / r.norm() * g.norm() for r, g in zip(rows, g_hat)])
 
 
-@pytest.mark.parametrize("name, expected", [("placebo", permuted), ("batch-mean", batch_mean), ("frozen", frozen_map)])
+@pytest.mark.parametrize("name, expected", [("placebo", permuted), ("batch-mean", batch_mean), ("centred", centred),
+                                            ("frozen", frozen_map)])
 def test_each_control_trains_M_as_on_and_gives_the_core_what_it_names(name, expected):
-    """placebo: another sequence's prediction; batch-mean: the batch's mean prediction; frozen: a
-    fixed random map of M's input at the prediction's norm. M's target is sg=on's in each."""
+    """placebo: another sequence's prediction; batch-mean: the batch's mean prediction; centred:
+    the prediction minus that mean; frozen: a fixed random map of M's input at the prediction's
+    norm. M's target is sg=on's in each."""
     task, ep, core, segments = episode(T=3, N=5)
     on = method(core, scale=0.3)
     cfg = make_config(f"sg={name}", "sg.target=bootstrap", *STATE_ONLY).sg

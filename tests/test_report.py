@@ -30,8 +30,8 @@ def compose_full(*overrides: str):
 @pytest.mark.parametrize("preset", PRESETS)
 def test_every_preset_composes_with_its_own_sweep_and_budget(preset):
     cfg = compose_full(f"experiment={preset}")
-    long = preset.endswith("-long")
-    name = preset.removesuffix("-long")
+    long, horizon = preset.endswith("-long"), preset.endswith("-horizon")
+    name = preset.removesuffix("-long").removesuffix("-horizon")
     task = "repeat-copy" if name.startswith("repeat-copy") else name.split("-")[0]
     method = name[len(task) + 1 :]
     if task == "ptb":
@@ -41,17 +41,22 @@ def test_every_preset_composes_with_its_own_sweep_and_budget(preset):
                            "oracle": "oracle", "full-bptt": "off"}[method]
     sweep = cfg.hydra.sweeper.params
     Ts = [int(t) for t in str(sweep.T).split(",")]
-    assert sweep.seed == "0,1,2"
+    assert sweep.seed == ("200,201,202,203,204" if horizon else "0,1,2")
     # Table 1's columns: T=2..5 for Copy and Repeat Copy; PTB's figure: BPTT at 8, 20, 40, DNI at 8;
     # the long presets: T=3 first, and only BPTT and DNI go on to T=2, 4, 5
     if task == "ptb":
         expected = [8, 20, 40] if method == "bptt" else [8]
+    elif horizon:  # the plateau study: Copy at T=3 and 5, Repeat Copy at 3
+        expected = [3, 5] if task == "copy" else [3]
     elif long:
         expected = [1000] if method == "full-bptt" else [3, 2, 4, 5] if method in ("bptt", "dni") else [3]
     else:
         expected = [1000] if method == "full-bptt" else [2, 3, 4, 5]
     assert Ts == expected
-    assert cfg.train.max_samples > 0  # a per-cell budget in data, not only in minutes
+    if horizon:  # the plateau study's cells are 20 minutes of wall time, longer than 4 x Table 1's budget
+        assert (cfg.train.max_samples, cfg.train.max_minutes, cfg.seed) == (0, 20, 200)
+    else:
+        assert cfg.train.max_samples > 0  # a per-cell budget in data, not only in minutes
     assert cfg.model.hidden_size == (1024 if "paper" in preset and task == "ptb" else 256)
     if long and task == "ptb":  # to early stopping on the whole validation set, at most 10 epochs
         assert (cfg.task.val_symbols, cfg.train.max_samples, cfg.train.stop_flat) == (0, 50_000_000, 0)
@@ -65,7 +70,7 @@ def test_every_preset_composes_with_its_own_sweep_and_budget(preset):
 def test_the_whole_cpu_grid_is_the_documented_147_cells():
     cells = 0
     for preset in PRESETS:
-        if "paper" not in preset and not preset.endswith("-long"):
+        if "paper" not in preset and not preset.endswith(("-long", "-horizon")):
             sweep = compose_full(f"experiment={preset}").hydra.sweeper.params
             cells += len(str(sweep.T).split(",")) * len(str(sweep.seed).split(","))
     # 117 (the budget comments' figure: 111 + the PTB oracle's and placebo's 3 each) + the ceilings:
@@ -199,7 +204,7 @@ def test_a_local_parallel_sweep_lists_its_failed_cell_and_reports(tmp_path):
 
 
 @pytest.mark.parametrize("bad, line", [
-    ("experiment=nope", "sgrnn: error: unknown experiment option 'nope' (valid: copy-bptt, copy-bptt-long, copy-dni, "),
+    ("experiment=nope", "sgrnn: error: unknown experiment option 'nope' (valid: copy-bptt, copy-bptt-horizon, copy-bptt-long, "),
     ("hydra/launcher=nope", "sgrnn: error: unknown hydra/launcher option 'nope' (valid: basic, joblib, local, slurm, "),
 ])
 def test_an_unknown_preset_or_launcher_is_one_line_listing_the_valid_ones(tmp_path, bad, line):

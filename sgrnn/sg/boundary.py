@@ -88,7 +88,7 @@ class BoundarySG(Method):
 
     def give(self, g_hat: torch.Tensor, m_in: torch.Tensor) -> torch.Tensor:
         """What the core is given in place of the future gradient, from M's prediction and M's
-        input there (the controls override this: placebo, batch-mean, frozen)."""
+        input there (the controls override this: placebo, batch-mean, centred, frozen)."""
         return g_hat
 
     def predict(self, s_start, s_end, top=None, links=(), last=False, step=0, seg=None) -> Boundary:
