@@ -39,7 +39,7 @@ def at_end(s: dict, key: str, last: int = 5) -> Optional[float]:
     return sum(values) / len(values) if values else None
 
 
-AT_END = ("sg_param_cos", "sg_param_cos_seq", "sg_param_norm_ratio", "sg_state_cos", "sg_target_cos")
+AT_END = ("sg_param_cos", "sg_param_cos_seq", "sg_param_norm_ratio", "sg_mean_cos", "sg_state_cos", "sg_target_cos")
 
 
 def study_section(runs: list[dict]) -> list[str]:
@@ -48,11 +48,12 @@ def study_section(runs: list[dict]) -> list[str]:
              "that no BPTT seed at that T solved (how many seeds got there); *param cos*: the SG's parameter-space "
              "cosine, median over the run's measurements; *at the end*: the mean of the run's last five measurements "
              "(median over seeds): the parameter-space cosine, and the same of the sequence-specific parts (each boundary's "
-             "batch mean out: what a placebo cannot match), the norm ratio, the state-space cosine and M's target's cosine.",
+             "batch mean out: what a placebo cannot match), the norm ratio, the cosine of the batch means of g_hat and g_true "
+             "in state space (*mean cos*: the part common to the batch), the state-space cosine and M's target's cosine.",
              "",
              "| task | T | method (levers) | length solved | seeds | updates | ms/update | s to BPTT's best + 1 | param cos "
-             "| at the end: param cos | seq. param cos | param norm ratio | state cos | target cos |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| at the end: param cos | seq. param cos | param norm ratio | mean cos | state cos | target cos |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     cells = group([s for s in runs if is_curriculum(s)])
     keys = sorted(((T, k) for k in cells for T in cells[k]), key=lambda tk: (order_key(tk[1])[:2], tk[0], order_key(tk[1])))
     for T, key in keys:

@@ -13,7 +13,7 @@ from sgrnn.config import make_config
 from sgrnn.model import LSTMCore
 from sgrnn.sg import Context, make_method, sg_quality
 from sgrnn.sg.placebo import derangement
-from sgrnn.sg.quality import future_gradients, param_alignment
+from sgrnn.sg.quality import future_gradients, mean_alignment, param_alignment
 from sgrnn.train import setup, update
 from test_sg_maths import STATE_ONLY, oracle_future_gradients, setup as episode
 
@@ -207,6 +207,22 @@ def test_param_cosine_is_one_for_the_true_gradient_and_the_placebo_has_no_sequen
     # At initialisation the batch's common gradient dominates the weight update: the placebo
     # matches it; its sequence-specific part does not.
     assert q["diag/sg_param_cos"] > 0.9 and abs(q["diag/sg_param_cos_seq"]) < 0.3
+    # The centred SG's figures, computed another way: the whole-update figures of the centred prediction
+    noisy = [g + torch.randn_like(g) for g in true]
+    q, c = align(noisy, scale=0.3), align([g - g.mean(0, keepdim=True) for g in noisy], scale=0.3)
+    assert q["diag/sg_param_cos_centred"] == pytest.approx(c["diag/sg_param_cos"], abs=1e-12)
+    assert q["diag/sg_param_norm_ratio_centred"] == pytest.approx(c["diag/sg_param_norm_ratio"], rel=1e-10)
+
+
+def test_the_common_part_s_cosine_and_norm_ratio():
+    torch.manual_seed(0)
+    true = [torch.randn(64, 10, dtype=torch.float64) + 3 * torch.randn(1, 10, dtype=torch.float64) for _ in range(3)]
+    spread = [torch.randn(64, 10, dtype=torch.float64) for _ in true]
+    same_mean = [t + s - s.mean(0) for t, s in zip(true, spread)]  # other sequences' parts, the same batch mean
+    q = mean_alignment(same_mean, true)
+    assert q == {"diag/sg_mean_cos": pytest.approx(1.0), "diag/sg_mean_norm_ratio": pytest.approx(1.0)}
+    q = mean_alignment([-2 * t for t in true], true)
+    assert q == {"diag/sg_mean_cos": pytest.approx(-1.0), "diag/sg_mean_norm_ratio": pytest.approx(2.0)}
 
 
 def test_sg_quality_target_cos_is_one_for_an_exact_target_and_the_ceiling_is_measured(tmp_path):

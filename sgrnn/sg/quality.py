@@ -8,6 +8,10 @@ gradient from full BPTT (``sgrnn.diag`` calls :func:`sg_quality` every ``diag.ev
   boundaries, sum_k J_k^T (scale * given_k) with J_k = d s_k / d theta through segment k, against
   the one the true future gradient would give, sum_k J_k^T g_true_k: their cosine and norm ratio,
   and the cosine of their sequence-specific parts (batch mean out), which a placebo cannot match;
+  and the cosine and norm ratio of the SG without its common part (``sg=centred``) against the
+  whole true update;
+- the common part in state space: the cosine of the batch means of g_hat and g_true, and the
+  ratio of their norms, per boundary;
 - target quality: the cosine of M's regression target (bootstrapped or lambda) with g_true;
 - the ceiling for a linear M: the cosine reached by a least-squares (ridge) linear map from
   boundary states to true future gradients, fitted on another held-out sample: out of sample
@@ -88,7 +92,18 @@ def param_alignment(core, x, states: list, given: list, true: list, cols: slice,
     a_seq, b_seq = weight_grad(centred(given)), weight_grad(centred(true))
     return {"diag/sg_param_cos": F.cosine_similarity(a, b, dim=0, eps=1e-20).item(),
             "diag/sg_param_norm_ratio": (a.norm() / b.norm().clamp(min=1e-20)).item(),
-            "diag/sg_param_cos_seq": F.cosine_similarity(a_seq, b_seq, dim=0, eps=1e-20).item()}
+            "diag/sg_param_cos_seq": F.cosine_similarity(a_seq, b_seq, dim=0, eps=1e-20).item(),
+            # the SG without its common part (what sg=centred gives) against the whole true update
+            "diag/sg_param_cos_centred": F.cosine_similarity(a_seq, b, dim=0, eps=1e-20).item(),
+            "diag/sg_param_norm_ratio_centred": (scale * a_seq.norm() / b.norm().clamp(min=1e-20)).item()}
+
+
+def mean_alignment(preds: list, true: list) -> dict:
+    """The part of the prediction common to the batch against the true one's: per boundary, the
+    cosine of the batch means of g_hat and g_true and the ratio of their norms (means over boundaries)."""
+    cos = [F.cosine_similarity(p.mean(0), t.mean(0), dim=0, eps=1e-20).item() for p, t in zip(preds, true)]
+    ratio = [(p.mean(0).norm() / t.mean(0).norm().clamp(min=1e-20)).item() for p, t in zip(preds, true)]
+    return {"diag/sg_mean_cos": sum(cos) / len(cos), "diag/sg_mean_norm_ratio": sum(ratio) / len(ratio)}
 
 
 def linear_ceiling(fit_states: torch.Tensor, fit_grads: torch.Tensor, states: torch.Tensor, grads: torch.Tensor,
@@ -116,7 +131,7 @@ def sg_quality(method, core, loss_fn, x, y, mask, T: int, fit: Optional[tuple] =
         preds = [method.model(m) for m in ins]
     true = [g[:, cols] for g in grads[1:]]
     cos, ratio, norm = _cos_and_ratio(torch.cat(preds), torch.cat(true))
-    out = {"diag/sg_state_cos": cos, "diag/sg_norm_ratio": ratio, "diag/true_grad_norm": norm}
+    out = {"diag/sg_state_cos": cos, "diag/sg_norm_ratio": ratio, "diag/true_grad_norm": norm, **mean_alignment(preds, true)}
     given = [method.give(p, m) for p, m in zip(preds, ins)]
     out.update(param_alignment(core, x, states, given, true, cols, T, method.scale))
     # M's regression targets on this episode, from its own predictions at the segments' ends.
