@@ -6,7 +6,9 @@ linear map fitted on --fit other held-out sequences (the ceiling of a linear M a
 of sample), (c) the same fit made onto M's own regression targets (the run's sg.target, lambda
 and window, built with its M) instead of the true gradients: what M's target lets a linear M
 reach; M's norm ratio; and, when M also reads the input window (sg.history), (d) the ridge ceiling
-from M's own inputs. With --mlp W, also a two-hidden-layer ReLU MLP of width W fitted by
+from M's own inputs. The part common to the batch: the cosine of the batch mean of M's
+predictions with the batch mean of the true gradients (and the ratio of their norms), and the same
+cosine for the batch mean of M's targets on the fit sample. With --mlp W, also a two-hidden-layer ReLU MLP of width W fitted by
 Adam (lr 1e-3, batch 256, 30 epochs, torch seed 0) on the same pairs (all boundaries pooled, M's
 RMS input norm): its test cosine every 5 epochs.
 """
@@ -65,14 +67,16 @@ def measure(run_dir: Path, fit: int, test: int, mlp: int = 0) -> list[str]:
         ft = episode_targets(core, task.loss, pend, lam, run.sg.gamma, K, cols)
         out = [f"{run_dir}: N={task.curriculum.N}, update {run.step}", "",
                "| boundary | true \\|g\\| | ridge-linear cos (ceiling) | ridge fit of M's targets: cos | M cos | "
-               "M norm / true |" + " ceiling from M's inputs (state and sg.history) |" * wider,
-               "|---|---|---|---|---|---|" + "---|" * wider]
+               "M norm / true | batch mean of M: cos | its norm / true's | batch mean of M's targets: cos |"
+               + " ceiling from M's inputs (state and sg.history) |" * wider,
+               "|---|---|---|---|---|---|---|---|---|" + "---|" * wider]
         for k in range(len(ts)):
             p, g = test_preds[k], tg[k][:, cols]
             ceiling = linear_ceiling(fs[k][:, cols], fg[k][:, cols], ts[k][:, cols], g)
             own = linear_ceiling(fs[k][:, cols], ft[k], ts[k][:, cols], g)  # what M's target lets a linear M reach
             row = (f"| {k + 1} | {g.norm(dim=1).mean():.2f} | {ceiling:.3f} | {own:.3f} | {cosine(p, g):.3f} | "
-                   f"{(p.norm(dim=1).mean() / g.norm(dim=1).mean()):.3f} |")
+                   f"{(p.norm(dim=1).mean() / g.norm(dim=1).mean()):.3f} | {cosine(p.mean(0), g.mean(0)):.3f} | "
+                   f"{(p.mean(0).norm() / g.mean(0).norm()):.3f} | {cosine(ft[k].mean(0), fg[k][:, cols].mean(0)):.3f} |")
             if wider:
                 row += f" {linear_ceiling(inputs[k], fg[k][:, cols], test_inputs[k], g):.3f} |"
             out.append(row)
