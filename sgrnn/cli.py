@@ -29,7 +29,7 @@ commands:
   train       train one run, or a sweep with -m (a Hydra app: sgrnn train --help)
   report      Table 1, cost, benefit and SG quality from finished runs: sgrnn report RUNS_DIR
               [--study] [--time-to-result] [--readme [README.md]]
-  grid        the Table 1 grid, resumable, N cells at a time: sgrnn grid [--jobs N] [--dry-run] [--set long]
+  grid        the Table 1 grid, resumable, N cells at a time: sgrnn grid [--jobs N] [--dry-run] [--set long|horizon]
   bench       the trainer's throughput against a bare LSTM step: sgrnn bench [--device cuda]
   analyse     measure finished runs from their checkpoints: sgrnn analyse errors|quality|ceiling RUN_DIR...
   fetch-ptb   download Penn Treebank characters and check them: sgrnn fetch-ptb [DIR]
