@@ -101,13 +101,14 @@ class PTBTaskConfig:
 
 # The methods with an M at the truncation boundaries: DNI, DNI + Aux and the controls that train
 # the same M (the core is given something else: another sequence's prediction, the batch mean, the
-# prediction minus the batch mean, a fixed random map of M's input).
-M_METHODS = ("on", "aux", "placebo", "batch-mean", "centred", "frozen")
+# prediction minus the batch mean, a fixed random map of M's input), and tracked (M's prediction
+# minus its batch mean, plus a running mean of M's targets at that boundary).
+M_METHODS = ("on", "aux", "placebo", "batch-mean", "centred", "frozen", "tracked")
 
 
 @dataclass
 class SGConfig:
-    name: str = "off"  # off: truncated BPTT | on: DNI | aux: DNI + Aux | oracle: the exact future gradient | controls, M trained as on: placebo (another sequence's g_hat), batch-mean (the batch's mean g_hat), centred (g_hat minus that mean), frozen (a fixed random map of M's input, at g_hat's norm)
+    name: str = "off"  # off: truncated BPTT | on: DNI | aux: DNI + Aux | oracle: the exact future gradient | controls, M trained as on: placebo (another sequence's g_hat), batch-mean (the batch's mean g_hat), centred (g_hat minus that mean), frozen (a fixed random map of M's input, at g_hat's norm) | tracked: g_hat minus its batch mean plus a running mean of M's targets at that boundary (sgrnn/sg/tracked.py)
     hidden_size: int = field(default=0, metadata=NON_NEGATIVE)  # synthetic-gradient model M: 0 = linear (paper default); >0 = one hidden ReLU layer
     scale: float = field(default=1.0, metadata=NON_NEGATIVE)  # factor on the injected synthetic gradient g_hat (paper silent; on/aux/placebo: 1, SG_OPTIONS)
     scale_in_target: bool = True  # bootstrapped target uses the scaled g_hat (a discounted gradient); False costs one more backward
@@ -127,6 +128,7 @@ class SGConfig:
     ridge_decay: float = field(default=0.995, metadata=UNIT)  # sg.fit=ridge: weight of the past per update (0.995: a memory of ~200 updates)
     ridge: float = field(default=0.1, metadata=NON_NEGATIVE)  # sg.fit=ridge: L2 penalty, times the mean diagonal of the inputs' second moments
     ridge_every: int = field(default=10, metadata=POSITIVE)  # sg.fit=ridge: updates between solves (a (2H+1)^2 system each)
+    mean_decay: float = field(default=0.9, metadata=FRACTION)  # sg=tracked: weight of the past in each boundary's running mean of M's targets, once an episode (0.9: ~10 episodes)
     history: int = field(default=0, metadata=NON_NEGATIVE)  # M also reads the last K input steps (0 = the state only; sgrnn.sg.history); on/aux/placebo: 16 (SG_OPTIONS)
 
     def check(self) -> None:

@@ -15,5 +15,5 @@ from sgrnn.sg.boundary import BoundarySG
 
 @register("batch-mean")
 class BatchMean(BoundarySG):
-    def give(self, g_hat: torch.Tensor, m_in: torch.Tensor) -> torch.Tensor:
+    def give(self, g_hat: torch.Tensor, m_in: torch.Tensor, position=None) -> torch.Tensor:
         return g_hat.mean(dim=0, keepdim=True).expand_as(g_hat)

@@ -86,9 +86,10 @@ class BoundarySG(Method):
         s = state.detach()
         return s if first else s.requires_grad_()
 
-    def give(self, g_hat: torch.Tensor, m_in: torch.Tensor) -> torch.Tensor:
+    def give(self, g_hat: torch.Tensor, m_in: torch.Tensor, position: Optional[int] = None) -> torch.Tensor:
         """What the core is given in place of the future gradient, from M's prediction and M's
-        input there (the controls override this: placebo, batch-mean, centred, frozen)."""
+        input there, at the episode's ``position``-th boundary when known (the other methods
+        override this: placebo, batch-mean, centred, frozen, tracked)."""
         return g_hat
 
     def predict(self, s_start, s_end, top=None, links=(), last=False, step=0, seg=None) -> Boundary:
@@ -125,7 +126,10 @@ class BoundarySG(Method):
         b.s_start.grad += extra
 
     def learn(self, b: Boundary) -> Optional[dict]:
-        pairs = self.target.targets(b)
+        return self.regress(self.target.targets(b))
+
+    def regress(self, pairs: list) -> Optional[dict]:
+        """M's regression step on (M's input, target, cached prediction or None) pairs."""
         if not pairs:
             return None
         states, targets, cached = zip(*pairs)

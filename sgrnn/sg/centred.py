@@ -16,5 +16,5 @@ from sgrnn.sg.boundary import BoundarySG
 
 @register("centred")
 class Centred(BoundarySG):
-    def give(self, g_hat: torch.Tensor, m_in: torch.Tensor) -> torch.Tensor:
+    def give(self, g_hat: torch.Tensor, m_in: torch.Tensor, position=None) -> torch.Tensor:
         return g_hat - g_hat.mean(dim=0, keepdim=True)

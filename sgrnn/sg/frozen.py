@@ -22,7 +22,7 @@ class Frozen(BoundarySG):
         gen = torch.Generator().manual_seed(int(torch.initial_seed()) + 104_729)
         self.R = torch.randn(width, self.size, generator=gen).to(ctx.device)
 
-    def give(self, g_hat: torch.Tensor, m_in: torch.Tensor) -> torch.Tensor:
+    def give(self, g_hat: torch.Tensor, m_in: torch.Tensor, position=None) -> torch.Tensor:
         r = m_in @ self.R.to(m_in.dtype)
         return r * (g_hat.norm(dim=1, keepdim=True) / r.norm(dim=1, keepdim=True).clamp_min(1e-12))
 

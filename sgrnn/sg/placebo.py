@@ -24,5 +24,5 @@ def derangement(n: int, device=None) -> torch.Tensor:
 
 @register("placebo")
 class Placebo(BoundarySG):
-    def give(self, g_hat: torch.Tensor, m_in: torch.Tensor) -> torch.Tensor:
+    def give(self, g_hat: torch.Tensor, m_in: torch.Tensor, position=None) -> torch.Tensor:
         return g_hat[derangement(g_hat.shape[0], g_hat.device)]

@@ -132,7 +132,7 @@ def sg_quality(method, core, loss_fn, x, y, mask, T: int, fit: Optional[tuple] =
     true = [g[:, cols] for g in grads[1:]]
     cos, ratio, norm = _cos_and_ratio(torch.cat(preds), torch.cat(true))
     out = {"diag/sg_state_cos": cos, "diag/sg_norm_ratio": ratio, "diag/true_grad_norm": norm, **mean_alignment(preds, true)}
-    given = [method.give(p, m) for p, m in zip(preds, ins)]
+    given = [method.give(p, m, position=k + 1) for k, (p, m) in enumerate(zip(preds, ins))]
     out.update(param_alignment(core, x, states, given, true, cols, T, method.scale))
     # M's regression targets on this episode, from its own predictions at the segments' ends.
     segs = segments_of(x, y, mask, T)
