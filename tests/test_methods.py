@@ -238,6 +238,8 @@ def test_sg_quality_target_cos_is_one_for_an_exact_target_and_the_ceiling_is_mea
     assert q["diag/sg_target_cos"] == pytest.approx(1.0, abs=1e-5)  # lambda = 1 to the episode's end: exact
     assert -1 <= q["diag/sg_param_cos"] <= 1 and q["diag/sg_param_norm_ratio"] > 0
     assert 0 < q["diag/sg_ceiling_cos"] <= 1
+    # sg=on gives M's prediction, so what the core is given has M's common part
+    assert (q["diag/sg_given_mean_cos"], q["diag/sg_given_mean_norm_ratio"]) == (q["diag/sg_mean_cos"], q["diag/sg_mean_norm_ratio"])
     boot = setup(make_config("sg=on", "sg.target=bootstrap", "sg.scale=1.0", *SMALL), tmp_path / "boot")
     boot.core.load_state_dict(run.core.state_dict())
     boot.sg.model.load_state_dict(run.sg.model.state_dict())
@@ -295,3 +297,64 @@ def test_on_the_continuous_stream_the_lambda_target_is_the_exact_gradient_of_its
         _, grads = future_gradients(core, stream.loss, x, y, mask, starts[i], T)
         torch.testing.assert_close(target, grads[0], rtol=1e-9, atol=1e-11)
     assert sum(bool(ms[i].any()) for i in range(len(segs))) > len(segs) // 2  # scored outputs in most windows
+
+
+def test_tracked_gives_the_centred_prediction_plus_the_running_mean_of_the_targets_at_that_boundary():
+    """sg=tracked, computed another way: the targets of each boundary (sg=on's, run_targets), their
+    batch means folded once an episode with weight mean_decay on the past; the core is given
+    g_hat minus its batch mean plus that mean (sg=on's prediction where no mean exists yet); the
+    first episode of another length is given the old length's means, and starts the means again."""
+    cfg = make_config("sg=tracked", "sg.target=lambda", "sg.window=2", "sg.mean_decay=0.75", *STATE_ONLY).sg
+    cfg.scale = 0.3
+    episodes = [episode(T=3, N=5, seed=s) for s in (0, 1, 2)] + [episode(T=3, N=7, seed=3)]
+    core = episodes[0][2]
+    tracked = make_method(cfg, Context(core.state_size, core.state_size, torch.device("cpu"), core, episodes[0][0].loss))
+    tracked.model.double()
+    random_M(tracked)
+    on = method(core, scale=0.3, target="lambda", window=2)
+    on.model.load_state_dict(tracked.model.state_dict())
+    expected = {}
+    for n, (task, ep, _, segments) in enumerate(episodes):
+        means = {p: t.mean(0, keepdim=True) for p, t in run_targets(on, task, ep, core, segments).items()}
+        state = core.zero_state(ep.x.shape[1], "cpu").double()
+        for k, seg in enumerate(segments):
+            s0 = tracked.start(state, first=k == 0)
+            logits, s_end = core(ep.x[seg], s0)
+            last = k == len(segments) - 1
+            b = tracked.predict(s0, s_end, last=last,
+                                seg=SimpleNamespace(x=ep.x[seg], y=ep.y[seg], mask=ep.mask[seg], first=k == 0))
+            if not last:  # the prediction at boundary k + 1
+                g = b.g_hat
+                common = expected.get(k + 1, g.mean(0, keepdim=True))
+                torch.testing.assert_close(b.given, g - g.mean(0, keepdim=True) + common, rtol=1e-10, atol=1e-12)
+                assert (k + 1 in expected) == (n > 0 and k + 1 <= 3)  # none in the first episode; N=5's 3 in N=7's first
+            core.zero_grad()
+            tracked.backward(task.loss(logits, ep.y[seg], ep.mask[seg]), b)
+            tracked.learn(b)
+            state = s_end.detach()
+        if n == 3:  # another length: this episode's means alone
+            expected = means
+        else:
+            expected = {p: m if p not in expected else 0.75 * expected[p] + 0.25 * m for p, m in means.items()}
+        assert sorted(tracked.means) == sorted(expected)
+        for p in expected:
+            torch.testing.assert_close(tracked.means[p], expected[p], rtol=1e-10, atol=1e-12)
+    # Resumed from its state, it gives what it would have given.
+    again = make_method(cfg, Context(core.state_size, core.state_size, torch.device("cpu"), core, episodes[0][0].loss))
+    again.model.double()
+    again.load_state_dict(tracked.state_dict())
+    g = torch.randn(4, core.state_size, dtype=torch.float64)
+    for p in (1, 2, 3):
+        torch.testing.assert_close(again.give(g, g, p), tracked.give(g, g, p), rtol=0, atol=0)
+
+
+def test_tracked_s_given_common_part_is_its_running_mean_in_the_instruments(tmp_path):
+    run = setup(make_config("sg=tracked", *SMALL), tmp_path)
+    torch.manual_seed(0)
+    nn.init.normal_(run.sg.model.net[-1].weight, std=0.1)
+    x, y, mask = run.task.heldout(16, 0, torch.Generator().manual_seed(3))
+    states, grads = future_gradients(run.core, run.task.loss, x, y, mask, run.core.zero_state(16, "cpu"), 3)
+    run.sg.means = {p: g.mean(0, keepdim=True) for p, g in enumerate(grads) if p}  # the true common part
+    q = sg_quality(run.sg, run.core, run.task.loss, x, y, mask, 3)
+    assert q["diag/sg_given_mean_cos"] == pytest.approx(1.0) and q["diag/sg_given_mean_norm_ratio"] == pytest.approx(1.0)
+    assert q["diag/sg_mean_cos"] < 0.99  # M's own

@@ -23,7 +23,7 @@ from sgrnn.sg import sg_quality
 from sgrnn.train import reopened
 
 KEYS = ["sg_param_cos", "sg_param_cos_seq", "sg_param_norm_ratio", "sg_param_cos_centred", "sg_param_norm_ratio_centred",
-        "sg_mean_cos", "sg_mean_norm_ratio", "sg_state_cos", "sg_target_cos", "sg_ceiling_cos", "sg_ceiling_cos_fit"]
+        "sg_mean_cos", "sg_mean_norm_ratio", "sg_given_mean_cos", "sg_given_mean_norm_ratio", "sg_state_cos", "sg_target_cos", "sg_ceiling_cos", "sg_ceiling_cos_fit"]
 
 
 def measurable(s: dict) -> bool:

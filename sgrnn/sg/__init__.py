@@ -9,6 +9,7 @@ interface of :mod:`sgrnn.sg.base` that the trainer calls once per update:
 | placebo | placebo | ``Placebo``: M trained as ``on``, the core given another sequence's prediction |
 | batch-mean | batch_mean | ``BatchMean``: M trained as ``on``, every sequence given the batch's mean prediction |
 | centred | centred | ``Centred``: M trained as ``on``, every sequence given its prediction minus the batch's mean |
+| tracked | tracked | ``Tracked``: M trained as ``on``, the core given its prediction minus the batch's mean plus a running mean of M's targets at that boundary |
 | frozen | frozen | ``Frozen``: M trained as ``on``, the core given a fixed random map of M's input at M's norm |
 | oracle | oracle | ``Oracle``: the exact future gradient |
 | on, ``sg.placement=between-layers`` | depth | ``Depth``: synthetic gradients between layers |

@@ -11,7 +11,8 @@ gradient from full BPTT (``sgrnn.diag`` calls :func:`sg_quality` every ``diag.ev
   and the cosine and norm ratio of the SG without its common part (``sg=centred``) against the
   whole true update;
 - the common part in state space: the cosine of the batch means of g_hat and g_true, and the
-  ratio of their norms, per boundary;
+  ratio of their norms, per boundary; the same of what the core is given (``sg_given_mean``: with
+  ``sg=tracked``, the running means of M's targets);
 - target quality: the cosine of M's regression target (bootstrapped or lambda) with g_true;
 - the ceiling for a linear M: the cosine reached by a least-squares (ridge) linear map from
   boundary states to true future gradients, fitted on another held-out sample: out of sample
@@ -98,12 +99,13 @@ def param_alignment(core, x, states: list, given: list, true: list, cols: slice,
             "diag/sg_param_norm_ratio_centred": (scale * a_seq.norm() / b.norm().clamp(min=1e-20)).item()}
 
 
-def mean_alignment(preds: list, true: list) -> dict:
+def mean_alignment(preds: list, true: list, name: str = "sg_mean") -> dict:
     """The part of the prediction common to the batch against the true one's: per boundary, the
-    cosine of the batch means of g_hat and g_true and the ratio of their norms (means over boundaries)."""
+    cosine of the batch means of g_hat and g_true and the ratio of their norms (means over
+    boundaries); ``name``: the keys' stem."""
     cos = [F.cosine_similarity(p.mean(0), t.mean(0), dim=0, eps=1e-20).item() for p, t in zip(preds, true)]
     ratio = [(p.mean(0).norm() / t.mean(0).norm().clamp(min=1e-20)).item() for p, t in zip(preds, true)]
-    return {"diag/sg_mean_cos": sum(cos) / len(cos), "diag/sg_mean_norm_ratio": sum(ratio) / len(ratio)}
+    return {f"diag/{name}_cos": sum(cos) / len(cos), f"diag/{name}_norm_ratio": sum(ratio) / len(ratio)}
 
 
 def linear_ceiling(fit_states: torch.Tensor, fit_grads: torch.Tensor, states: torch.Tensor, grads: torch.Tensor,
@@ -133,6 +135,7 @@ def sg_quality(method, core, loss_fn, x, y, mask, T: int, fit: Optional[tuple] =
     cos, ratio, norm = _cos_and_ratio(torch.cat(preds), torch.cat(true))
     out = {"diag/sg_state_cos": cos, "diag/sg_norm_ratio": ratio, "diag/true_grad_norm": norm, **mean_alignment(preds, true)}
     given = [method.give(p, m, position=k + 1) for k, (p, m) in enumerate(zip(preds, ins))]
+    out.update(mean_alignment(given, true, "sg_given_mean"))  # what the core is given of it (sg=tracked: its means)
     out.update(param_alignment(core, x, states, given, true, cols, T, method.scale))
     # M's regression targets on this episode, from its own predictions at the segments' ends.
     segs = segments_of(x, y, mask, T)

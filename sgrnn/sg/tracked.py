@@ -15,7 +15,8 @@ weights, does not.
 
 p is the boundary's index in the episode (1 after its first segment); on Copy and Repeat Copy
 every sequence of a batch has the same length, so p is the same step for all of them. When the
-curriculum changes the episode's length, the means start again from the new episode's. A boundary
+curriculum changes the episode's length, the means start again from the new length's first
+episode (which is itself given the old length's means: its length is known at its end). A boundary
 with no mean yet is given ``sg=on``'s prediction. The means, the episode's position and the
 episode's partial means are state between updates, so they are in the checkpoint. Its cost: the
 second backward pass that builds M's target from its own prediction (as the placebo).
