@@ -299,19 +299,20 @@ def test_on_the_continuous_stream_the_lambda_target_is_the_exact_gradient_of_its
     assert sum(bool(ms[i].any()) for i in range(len(segs))) > len(segs) // 2  # scored outputs in most windows
 
 
-def test_tracked_gives_the_centred_prediction_plus_the_running_mean_of_the_targets_at_that_boundary():
+@pytest.mark.parametrize("target", ["lambda", "bootstrap"])
+def test_tracked_gives_the_centred_prediction_plus_the_running_mean_of_the_targets_at_that_boundary(target):
     """sg=tracked, computed another way: the targets of each boundary (sg=on's, run_targets), their
     batch means folded once an episode with weight mean_decay on the past; the core is given
     g_hat minus its batch mean plus that mean (sg=on's prediction where no mean exists yet); the
     first episode of another length is given the old length's means, and starts the means again."""
-    cfg = make_config("sg=tracked", "sg.target=lambda", "sg.window=2", "sg.mean_decay=0.75", *STATE_ONLY).sg
+    cfg = make_config("sg=tracked", f"sg.target={target}", "sg.window=2", "sg.mean_decay=0.75", *STATE_ONLY).sg
     cfg.scale = 0.3
     episodes = [episode(T=3, N=5, seed=s) for s in (0, 1, 2)] + [episode(T=3, N=7, seed=3)]
     core = episodes[0][2]
     tracked = make_method(cfg, Context(core.state_size, core.state_size, torch.device("cpu"), core, episodes[0][0].loss))
     tracked.model.double()
     random_M(tracked)
-    on = method(core, scale=0.3, target="lambda", window=2)
+    on = method(core, scale=0.3, target=target, window=2)
     on.model.load_state_dict(tracked.model.state_dict())
     expected = {}
     for n, (task, ep, _, segments) in enumerate(episodes):

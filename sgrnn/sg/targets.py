@@ -96,8 +96,13 @@ class Bootstrap:
     def load_state_dict(self, state: dict) -> None:
         pass
 
+    def waiting(self) -> int:
+        """Boundaries of this episode whose target is not known yet (after ``targets``)."""
+        return 0
+
     def targets(self, b: Boundary) -> list[tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]]:
-        """(state, target, cached M(state) or None) to regress M on in this update."""
+        """(state, target, cached M(state) or None) to regress M on in this update: consecutive
+        boundaries of the episode, the last of them ``waiting()`` boundaries before this segment's start."""
         if b.s_start.grad is None:
             return []
         s = b.s_start
@@ -124,6 +129,9 @@ class LambdaTargets:
         device = self.ctx_device
         self.pending = [Pending(**{k: None if v is None else v.to(device) for k, v in p.items()})
                         for p in state.get("pending", [])]
+
+    def waiting(self) -> int:
+        return len(self.pending)
 
     def targets(self, b: Boundary):
         if b.s_start.grad is None:  # an episode's first segment: its start state is no boundary

@@ -54,9 +54,7 @@ class Tracked(BoundarySG):
 
     def learn(self, b: Boundary) -> Optional[dict]:
         pairs = self.target.targets(b)
-        # The pairs are consecutive boundaries, ending where the target still waits for none.
-        waiting = len(getattr(self.target, "pending", ()))
-        first = self.index - waiting - len(pairs) + 1
+        first = self.index - self.target.waiting() - len(pairs) + 1  # the first pair's boundary
         for j, (_, target, _) in enumerate(pairs):
             self.episode[first + j] = target.mean(dim=0, keepdim=True).detach()
         if b.last:
