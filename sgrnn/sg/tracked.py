@@ -29,17 +29,16 @@ from typing import Optional
 import torch
 
 from sgrnn.sg.base import Boundary, register
-from sgrnn.sg.boundary import BoundarySG
+from sgrnn.sg.centred import Centred
 
 
 @register("tracked")
-class Tracked(BoundarySG):
+class Tracked(Centred):
     def __init__(self, cfg, ctx):
         super().__init__(cfg, ctx)
         self.decay = float(cfg.mean_decay)
         self.means: dict[int, torch.Tensor] = {}  # p -> running mean of M's targets' batch mean there
         self.episode: dict[int, torch.Tensor] = {}  # this episode's targets' batch means so far
-        self.boundaries = 0  # boundaries in the last finished episode (its length, in segments - 1)
         self.index = 0  # the current segment's index in its episode (0: the first)
 
     def predict(self, s_start, s_end, top=None, links=(), last=False, step=0, seg=None) -> Boundary:
@@ -49,8 +48,7 @@ class Tracked(BoundarySG):
 
     def give(self, g_hat: torch.Tensor, m_in: torch.Tensor, position: Optional[int] = None) -> torch.Tensor:
         mean = self.means.get(self.index + 1 if position is None else position)
-        centred = g_hat - g_hat.mean(dim=0, keepdim=True)
-        return centred + (g_hat.mean(dim=0, keepdim=True) if mean is None else mean.to(g_hat.dtype))
+        return super().give(g_hat, m_in) + (g_hat.mean(dim=0, keepdim=True) if mean is None else mean.to(g_hat.dtype))
 
     def learn(self, b: Boundary) -> Optional[dict]:
         pairs = self.target.targets(b)
@@ -62,9 +60,10 @@ class Tracked(BoundarySG):
         return self.regress(pairs)
 
     def fold(self) -> None:
-        """At an episode's end: its targets' means into the running means (a new length starts them again)."""
-        if self.index != self.boundaries:
-            self.means, self.boundaries = {}, self.index
+        """At an episode's end: its targets' means into the running means (a new length starts them
+        again; every boundary of the last episode has a mean, so the last one is its length)."""
+        if self.index != max(self.means, default=0):
+            self.means = {}
         for p, m in self.episode.items():
             old = self.means.get(p)
             self.means[p] = m if old is None else self.decay * old + (1 - self.decay) * m
@@ -73,11 +72,11 @@ class Tracked(BoundarySG):
     def state_dict(self) -> dict:
         return {**super().state_dict(), "tracked": {"means": {p: m.clone() for p, m in self.means.items()},
                                                     "episode": {p: m.clone() for p, m in self.episode.items()},
-                                                    "boundaries": self.boundaries, "index": self.index}}
+                                                    "index": self.index}}
 
     def load_state_dict(self, state) -> None:
         super().load_state_dict(state)
         t, device = state.get("tracked", {}), self.ctx.device
         self.means = {int(p): m.to(device) for p, m in t.get("means", {}).items()}
         self.episode = {int(p): m.to(device) for p, m in t.get("episode", {}).items()}
-        self.boundaries, self.index = int(t.get("boundaries", 0)), int(t.get("index", 0))
+        self.index = int(t.get("index", 0))
