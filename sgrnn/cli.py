@@ -31,7 +31,7 @@ commands:
               [--study] [--time-to-result] [--readme [README.md]]
   grid        the Table 1 grid, resumable, N cells at a time: sgrnn grid [--jobs N] [--dry-run] [--set long|horizon]
   bench       the trainer's throughput against a bare LSTM step: sgrnn bench [--device cuda]
-  analyse     measure finished runs from their checkpoints: sgrnn analyse errors|quality|ceiling RUN_DIR...
+  analyse     measure finished runs from their checkpoints: sgrnn analyse errors|quality|ceiling|frontier RUN_DIR...
   fetch-ptb   download Penn Treebank characters and check them: sgrnn fetch-ptb [DIR]
 
 Each command's options: sgrnn COMMAND --help

@@ -1,11 +1,12 @@
 """The commands beside `sgrnn train`: `sgrnn grid` (the Table 1 grid), `sgrnn bench` and
-`sgrnn analyse errors | quality | ceiling` (measurements of finished runs): their help, what they
+`sgrnn analyse errors | quality | ceiling | frontier` (measurements of finished runs): their help, what they
 print and keep, and bad input as one line."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 
@@ -32,7 +33,7 @@ def files(folder: Path) -> dict:
 
 
 @pytest.mark.parametrize("command", [["grid"], ["bench"], ["analyse"], ["analyse", "errors"], ["analyse", "quality"],
-                                     ["analyse", "ceiling"], ["report"]])
+                                     ["analyse", "ceiling"], ["analyse", "frontier"], ["report"]])
 def test_every_command_has_help(command, capsys):
     assert sgrnn_main(*command, "--help") == 0
     assert capsys.readouterr().out.startswith(f"usage: sgrnn {' '.join(command)} ")
@@ -314,7 +315,7 @@ def test_analyse_quality_and_ceiling_measure_a_finished_run_read_only(dni_run, t
     assert files(dni_run.parent) == before
 
 
-@pytest.mark.parametrize("analysis", ["errors", "quality", "ceiling"])
+@pytest.mark.parametrize("analysis", ["errors", "quality", "ceiling", "frontier"])
 @pytest.mark.parametrize("where, message", [("missing", "no such folder"), ("file", "is a file, not a run folder"),
                                             ("empty", "is not a run folder")])
 def test_analyse_bad_folder_is_one_line_and_writes_nothing(tmp_path, capsys, analysis, where, message):
@@ -326,6 +327,41 @@ def test_analyse_bad_folder_is_one_line_and_writes_nothing(tmp_path, capsys, ana
     assert err.startswith(f"sgrnn: error: {tmp_path / where}" if where != "missing" else "sgrnn: error: no such folder")
     assert message in err and err.count("\n") == 1
     assert files(tmp_path) == before
+
+
+def test_analyse_frontier_reads_the_error_at_the_length_being_learned(tmp_path, capsys):
+    """From the event files alone: the episodes at the last (N, R), the mean error of their first and
+    last tenth, and the rate it fell over their last half (halving every 20 updates here, by
+    construction); where a resumed run wrote steps again, their last values count."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    run = tmp_path / "copy" / "sg=on,T=3,seed=0"
+    run.mkdir(parents=True)
+    (run / "checkpoint.pt").write_bytes(b"")
+    (run / "summary.json").write_text(json.dumps({
+        "status": "complete", "task": "copy", "sg": "on", "T": 3, "seed": 0, "max_solved": {"length": 4},
+        "config": {"task": {"threshold": 0.15, "threshold_unit": "sequence"}}}))
+
+    def bits(step):
+        return 9.0 if step <= 10 else 8.0 * 2 ** (-(step - 11) / 20)
+
+    # the run wrote steps 1-100, was interrupted, and resumed from its checkpoint at step 89:
+    # its second event file has steps 90-110 again (the first file's 90-100 are off by 5)
+    for steps, off in ((range(1, 101), 5.0), (range(90, 111), 0.0)):
+        with SummaryWriter(run) as w:
+            for step in steps:
+                w.add_scalar("curriculum/N", 1 if step <= 10 else 2, step)
+                w.add_scalar("curriculum/R", 1, step)
+                w.add_scalar("train/bits", bits(step) + (off if step >= 90 else 0.0), step)
+    out = tmp_path / "frontier.json"
+    assert sgrnn_main("analyse", "frontier", str(tmp_path), "--json", str(out)) == 0
+    f = json.loads(out.read_text())[str(run)]
+    here = [bits(s) for s in range(11, 111)]
+    assert (f["N"], f["R"], f["since"], f["episodes"], f["updates"]) == (2, 1, 11, 100, 100)
+    assert f["first"] == pytest.approx(sum(here[:10]) / 10) and f["last"] == pytest.approx(sum(here[-10:]) / 10)
+    assert f["halving"] == pytest.approx(20.0, rel=1e-6)
+    assert f["to_threshold"] == pytest.approx(20.0 * math.log2(f["last"] / 0.15), rel=1e-6)
+    assert f"| {run.name} | 4 | 2, 1 | 11 | " in capsys.readouterr().out
 
 
 def test_bench_without_ptb_data_is_one_line(tmp_path, capsys):

@@ -1,5 +1,5 @@
-"""``sgrnn analyse errors|quality|ceiling RUN_DIR...``: measurements of finished runs. Every run
-is rebuilt the same way, read-only, from its last checkpoint (``sgrnn.train.reopened``: on this
+"""``sgrnn analyse errors|quality|ceiling|frontier RUN_DIR...``: measurements of finished runs. Every run
+(but ``frontier``'s, read from its event files) is rebuilt the same way, read-only, from its last checkpoint (``sgrnn.train.reopened``: on this
 machine's CPU, one thread, whatever it ran on), and measured on fresh held-out episodes at the
 curriculum length where it stopped.
 
@@ -8,7 +8,9 @@ curriculum length where it stopped.
 - ``quality`` (sgrnn.analyse.quality): the SG-quality instruments (sgrnn.sg.quality) on runs made
   before they existed;
 - ``ceiling`` (sgrnn.analyse.ceiling): how predictable the future gradient is where the run
-  stopped (a linear map's and an MLP's out-of-sample cosine), against the run's own M.
+  stopped (a linear map's and an MLP's out-of-sample cosine), against the run's own M;
+- ``frontier`` (sgrnn.analyse.frontier): the length a run was learning when it ended, and whether
+  its error there was still falling (read from its TensorBoard events; nothing is rebuilt).
 
 A RUN_DIR is a run folder (with a checkpoint.pt) or a folder of runs: then every finished run
 below it with a checkpoint that the analysis can measure, in order.
@@ -23,7 +25,7 @@ from typing import Callable, Optional
 
 from sgrnn.errors import UserError
 
-COMMANDS = {"errors": "output_errors", "quality": "quality", "ceiling": "ceiling"}  # command: module
+COMMANDS = {"errors": "output_errors", "quality": "quality", "ceiling": "ceiling", "frontier": "frontier"}  # command: module
 
 
 def has_checkpoint(folder: Path) -> bool:
@@ -66,7 +68,7 @@ def main(argv: list[str]) -> None:
 
     parser = argparse.ArgumentParser(prog="sgrnn analyse", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{errors,quality,ceiling}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{errors,quality,ceiling,frontier}")
     modules = {name: importlib.import_module(f"sgrnn.analyse.{mod}") for name, mod in COMMANDS.items()}
     for name, mod in modules.items():
         p = sub.add_parser(name, prog=f"sgrnn analyse {name}", description=mod.__doc__, help=mod.__doc__.splitlines()[0],
