@@ -128,6 +128,7 @@ class SGConfig:
     ridge_decay: float = field(default=0.995, metadata=UNIT)  # sg.fit=ridge: weight of the past per update (0.995: a memory of ~200 updates)
     ridge: float = field(default=0.1, metadata=NON_NEGATIVE)  # sg.fit=ridge: L2 penalty, times the mean diagonal of the inputs' second moments
     ridge_every: int = field(default=10, metadata=POSITIVE)  # sg.fit=ridge: updates between solves (a (2H+1)^2 system each)
+    common: float = field(default=0.0, metadata=UNIT)  # sg=centred: the share of M's batch-mean part still given to the core (0: none; 1: all of it, sg=on's update)
     mean_decay: float = field(default=0.9, metadata=FRACTION)  # sg=tracked: weight of the past in each boundary's running mean of M's targets, once an episode (0.9: ~10 episodes)
     history: int = field(default=0, metadata=NON_NEGATIVE)  # M also reads the last K input steps (0 = the state only; sgrnn.sg.history); on/aux/placebo: 16 (SG_OPTIONS)
 
@@ -138,6 +139,9 @@ class SGConfig:
         if self.history and self.placement == "between-layers":
             raise UserError(f"sg.history={self.history} is what M reads at the truncation boundaries, and "
                             "sg.placement=between-layers has no M there: set sg.history=0 (sg=on's default is 16)")
+        if self.common and self.name != "centred":
+            raise UserError(f"sg.common={self.common} is the share of M's batch-mean part that sg=centred gives the "
+                            f"core; sg={self.name} has no such share: use sg=centred, or sg.common=0")
         if self.history and self.name in ("off", "oracle"):
             raise UserError(f"sg.history={self.history} is what M reads at the truncation boundaries: it needs an M "
                             f"there (sg={', '.join(M_METHODS)})")

@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from sgrnn.config import make_config
+from sgrnn.config import check, make_config
+from sgrnn.errors import UserError
 from sgrnn.model import LSTMCore
 from sgrnn.sg import Context, make_method, sg_quality
 from sgrnn.sg.placebo import derangement
@@ -186,6 +187,38 @@ def test_each_control_trains_M_as_on_and_gives_the_core_what_it_names(name, expe
     for x, y in zip(results[name][1], [p.grad for p in core.parameters()]):
         torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-12)
     assert not all(torch.allclose(x, y) for x, y in zip(results[name][1], results["on"][1]))
+
+
+def test_centred_with_a_share_of_the_common_part_lies_on_the_line_from_centred_to_on():
+    """sg.common=c gives g_hat - (1 - c) * mean: the core's gradient is linear in what it is given,
+    so c=1 is on's gradient and c=0.5 the mean of on's and centred's, computed separately."""
+    task, ep, core, segments = episode(T=3, N=5)
+    B, seg = ep.x.shape[1], segments[1]
+    s_start = torch.randn(B, core.state_size, dtype=torch.float64)
+    on = method(core, scale=0.3)
+    random_M(on)
+    grads, targets = {}, {}
+    for label, name, common in (("on", "on", 0.0), ("c0", "centred", 0.0), ("c.5", "centred", 0.5), ("c1", "centred", 1.0)):
+        cfg = make_config(f"sg={name}", "sg.target=bootstrap", *STATE_ONLY, f"sg.common={common}" if common else "sg.common=0").sg
+        cfg.scale = 0.3
+        m = make_method(cfg, Context(core.state_size, core.state_size, torch.device("cpu"), core, task.loss))
+        m.model.double()
+        m.model.load_state_dict(on.model.state_dict())
+        leaf = m.start(s_start, first=False)
+        logits, s_end = core(ep.x[seg], leaf)
+        b = m.predict(leaf, s_end)
+        core.zero_grad()
+        m.backward(task.loss(logits, ep.y[seg], ep.mask[seg]), b)
+        grads[label] = [p.grad.clone() for p in core.parameters()]
+        targets[label] = m.target.targets(b)[0][1]
+    for label in ("c0", "c.5", "c1"):  # M's target is on's in each
+        torch.testing.assert_close(targets[label], targets["on"], rtol=1e-10, atol=1e-12)
+    for x, y, c0, h in zip(grads["c1"], grads["on"], grads["c0"], grads["c.5"]):
+        torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(h, (y + c0) / 2, rtol=1e-10, atol=1e-12)
+    assert not all(torch.allclose(x, y) for x, y in zip(grads["c0"], grads["on"]))
+    with pytest.raises(UserError, match="sg.common=0.5 is the share of M's batch-mean part"):
+        check(make_config("sg=on", "sg.common=0.5"))
 
 
 def test_param_cosine_is_one_for_the_true_gradient_and_the_placebo_has_no_sequence_specific_part():
