@@ -34,7 +34,11 @@ def events(folder: Path) -> dict[str, dict[int, float]]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out: dict[str, dict[int, float]] = defaultdict(dict)
-    for f in sorted(folder.glob("events.out.tfevents.*"), key=lambda p: p.stat().st_mtime):
+    def started(f: Path) -> tuple:  # events.out.tfevents.<unix seconds>.<host>...: the order they were begun in
+        stamp = f.name.split(".")[3]
+        return (int(stamp) if stamp.isdigit() else 0, f.stat().st_mtime)
+
+    for f in sorted(folder.glob("events.out.tfevents.*"), key=started):
         ea = EventAccumulator(str(f), size_guidance={"scalars": 0})
         ea.Reload()
         for tag in ea.Tags()["scalars"]:
