@@ -94,6 +94,10 @@ def _n(v: Optional[float]) -> str:
     return "-" if v is None else f"{v:,.0f}"
 
 
+def _or(v) -> str:
+    return "-" if v is None else str(v)
+
+
 def run(folders: list[Path], ns) -> None:
     if ns.json and Path(ns.json).is_dir():
         raise UserError(f"--json {ns.json} is a folder, not a file")
@@ -107,8 +111,8 @@ def run(folders: list[Path], ns) -> None:
         f["method"], f["seed"], f["T"] = method_of({**s, "dir": str(folder)}) if s else "?", s.get("seed"), s.get("T")
         f["solved"] = (s.get("max_solved") or {}).get("length")
         rows[str(folder)] = f
-        print(f"| {folder.name} | {f['solved']} | {f['N']}, {f['R']} | {f['since']:,} | {f['share']:.0%} | {f['episodes']:,} "
-              f"| {f['first']:.2f} | {f['last']:.2f} | {f['threshold']} | {_n(f['halving'])} | {_n(f['to_threshold'])} |",
+        print(f"| {folder.name} | {_or(f['solved'])} | {f['N']}, {f['R']} | {f['since']:,} | {f['share']:.0%} | {f['episodes']:,} "
+              f"| {f['first']:.2f} | {f['last']:.2f} | {_or(f['threshold'])} | {_n(f['halving'])} | {_n(f['to_threshold'])} |",
               flush=True)
     if ns.json:
         Path(ns.json).write_text(json.dumps(rows, indent=1))
