@@ -152,6 +152,18 @@ def frozen_map(g_hat, m_in, control):
     return torch.stack([r / r.norm() * g.norm() for r, g in zip(rows, g_hat)])
 
 
+def one_boundary(m, core, task, ep, seg, s_start):
+    """One segment from ``s_start`` through method ``m``'s boundary and backward pass: M's target
+    there, the core's gradient, the boundary and its end state (a fixed seed before ``predict``)."""
+    leaf = m.start(s_start, first=False)
+    logits, s_end = core(ep.x[seg], leaf)
+    torch.manual_seed(5)
+    b = m.predict(leaf, s_end)
+    core.zero_grad()
+    m.backward(task.loss(logits, ep.y[seg], ep.mask[seg]), b)
+    return m.target.targets(b)[0][1], [p.grad.clone() for p in core.parameters()], b, s_end.detach()
+
+
 @pytest.mark.parametrize("name, expected", [("placebo", permuted), ("batch-mean", batch_mean), ("centred", centred),
                                             ("frozen", frozen_map)])
 def test_each_control_trains_M_as_on_and_gives_the_core_what_it_names(name, expected):
@@ -168,15 +180,7 @@ def test_each_control_trains_M_as_on_and_gives_the_core_what_it_names(name, expe
     control.model.load_state_dict(on.model.state_dict())
     B, seg = ep.x.shape[1], segments[1]
     s_start = torch.randn(B, core.state_size, dtype=torch.float64)
-    results = {}
-    for label, m in (("on", on), (name, control)):
-        leaf = m.start(s_start, first=False)
-        logits, s_end = core(ep.x[seg], leaf)
-        torch.manual_seed(5)
-        b = m.predict(leaf, s_end)
-        core.zero_grad()
-        m.backward(task.loss(logits, ep.y[seg], ep.mask[seg]), b)
-        results[label] = (m.target.targets(b)[0][1], [p.grad.clone() for p in core.parameters()], b, s_end.detach())
+    results = {label: one_boundary(m, core, task, ep, seg, s_start) for label, m in (("on", on), (name, control))}
     torch.testing.assert_close(results["on"][0], results[name][0], rtol=1e-10, atol=1e-12)  # same target
     b, s_end = results[name][2], results[name][3]
     given = expected(b.g_hat, s_end, control)
@@ -199,18 +203,12 @@ def test_centred_with_a_share_of_the_common_part_lies_on_the_line_from_centred_t
     random_M(on)
     grads, targets = {}, {}
     for label, name, common in (("on", "on", 0.0), ("c0", "centred", 0.0), ("c.5", "centred", 0.5), ("c1", "centred", 1.0)):
-        cfg = make_config(f"sg={name}", "sg.target=bootstrap", *STATE_ONLY, f"sg.common={common}" if common else "sg.common=0").sg
+        cfg = make_config(f"sg={name}", "sg.target=bootstrap", *STATE_ONLY, f"sg.common={common}").sg
         cfg.scale = 0.3
         m = make_method(cfg, Context(core.state_size, core.state_size, torch.device("cpu"), core, task.loss))
         m.model.double()
         m.model.load_state_dict(on.model.state_dict())
-        leaf = m.start(s_start, first=False)
-        logits, s_end = core(ep.x[seg], leaf)
-        b = m.predict(leaf, s_end)
-        core.zero_grad()
-        m.backward(task.loss(logits, ep.y[seg], ep.mask[seg]), b)
-        grads[label] = [p.grad.clone() for p in core.parameters()]
-        targets[label] = m.target.targets(b)[0][1]
+        targets[label], grads[label], _, _ = one_boundary(m, core, task, ep, seg, s_start)
     for label in ("c0", "c.5", "c1"):  # M's target is on's in each
         torch.testing.assert_close(targets[label], targets["on"], rtol=1e-10, atol=1e-12)
     for x, y, c0, h in zip(grads["c1"], grads["on"], grads["c0"], grads["c.5"]):

@@ -1,7 +1,7 @@
-"""``sgrnn analyse errors|quality|ceiling|frontier RUN_DIR...``: measurements of finished runs. Every run
-(but ``frontier``'s, read from its event files) is rebuilt the same way, read-only, from its last checkpoint (``sgrnn.train.reopened``: on this
-machine's CPU, one thread, whatever it ran on), and measured on fresh held-out episodes at the
-curriculum length where it stopped.
+"""``sgrnn analyse errors|quality|ceiling|frontier RUN_DIR...``: measurements of finished runs.
+Every run (but ``frontier``'s, read from its event files) is rebuilt the same way, read-only, from
+its last checkpoint (``sgrnn.train.reopened``: on this machine's CPU, one thread, whatever it ran
+on), and measured on fresh held-out episodes at the curriculum length where it stopped.
 
 - ``errors`` (sgrnn.analyse.output_errors): where a Copy or Repeat Copy run fails: wrong bits per
   sequence at each output step, and whether its input lies in the same truncation segment;

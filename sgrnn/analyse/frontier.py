@@ -20,6 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Optional
 
+from sgrnn.analyse import summary_of
 from sgrnn.errors import UserError
 from sgrnn.runs import method_of
 
@@ -34,6 +35,7 @@ def events(folder: Path) -> dict[str, dict[int, float]]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out: dict[str, dict[int, float]] = defaultdict(dict)
+
     def started(f: Path) -> tuple:  # events.out.tfevents.<unix seconds>.<host>...: the order they were begun in
         stamp = f.name.split(".")[3]
         return (int(stamp) if stamp.isdigit() else 0, f.stat().st_mtime)
@@ -106,7 +108,7 @@ def run(folders: list[Path], ns) -> None:
           "| last tenth | threshold | updates per halving (last half) | more updates to the threshold at that rate |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for folder in folders:
-        s = json.loads((folder / "summary.json").read_text()) if (folder / "summary.json").is_file() else {}
+        s = summary_of(folder) or {}
         f = frontier(folder, s)
         f["method"], f["seed"], f["T"] = method_of({**s, "dir": str(folder)}) if s else "?", s.get("seed"), s.get("T")
         f["solved"] = (s.get("max_solved") or {}).get("length")
