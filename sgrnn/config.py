@@ -103,12 +103,12 @@ class PTBTaskConfig:
 # the same M (the core is given something else: another sequence's prediction, the batch mean, the
 # prediction minus the batch mean, a fixed random map of M's input), and tracked (M's prediction
 # minus its batch mean, plus a running mean of M's targets at that boundary).
-M_METHODS = ("on", "aux", "placebo", "batch-mean", "centred", "frozen", "tracked")
+M_METHODS = ("on", "aux", "placebo", "batch-mean", "centred", "frozen", "tracked", "constant")
 
 
 @dataclass
 class SGConfig:
-    name: str = "off"  # off: truncated BPTT | on: DNI | aux: DNI + Aux | oracle: the exact future gradient | controls, M trained as on: placebo (another sequence's g_hat), batch-mean (the batch's mean g_hat), centred (g_hat minus that mean), frozen (a fixed random map of M's input, at g_hat's norm) | tracked: g_hat minus its batch mean plus a running mean of M's targets at that boundary (sgrnn/sg/tracked.py)
+    name: str = "off"  # off: truncated BPTT | on: DNI | aux: DNI + Aux | oracle: the exact future gradient | controls, M trained as on: placebo (another sequence's g_hat), batch-mean (the batch's mean g_hat), centred (g_hat minus that mean), frozen (a fixed random map of M's input, at g_hat's norm) | tracked: g_hat minus its batch mean plus a running mean of M's targets at that boundary (sgrnn/sg/tracked.py) | constant: DNI with an M that reads nothing, one learned vector (sgrnn/sg/constant.py)
     hidden_size: int = field(default=0, metadata=NON_NEGATIVE)  # synthetic-gradient model M: 0 = linear (paper default); >0 = one hidden ReLU layer
     scale: float = field(default=1.0, metadata=NON_NEGATIVE)  # factor on the injected synthetic gradient g_hat (paper silent; on/aux/placebo: 1, SG_OPTIONS)
     scale_in_target: bool = True  # bootstrapped target uses the scaled g_hat (a discounted gradient); False costs one more backward
@@ -142,6 +142,10 @@ class SGConfig:
         if self.common and self.name != "centred":
             raise UserError(f"sg.common={self.common} is the share of M's batch-mean part that sg=centred gives the "
                             f"core; sg={self.name} has no such share: use sg=centred, or sg.common=0")
+        if self.name == "constant" and (self.history or self.hidden_size or self.fit == "ridge"
+                                        or self.input_norm != "none" or self.placement == "between-layers"):
+            raise UserError("sg=constant's M reads nothing (one learned vector): it takes no sg.history, "
+                            "sg.hidden_size, sg.fit=ridge, sg.input_norm or sg.placement=between-layers")
         if self.history and self.name in ("off", "oracle"):
             raise UserError(f"sg.history={self.history} is what M reads at the truncation boundaries: it needs an M "
                             f"there (sg={', '.join(M_METHODS)})")
@@ -287,9 +291,11 @@ TASKS = {
 # gradient made the true future gradient 10x larger and turned the parameter-space cosine
 # negative, -0.11); 0.1 solved 7 [7-8].
 # The controls (sgrnn/sg/placebo.py, batch_mean.py, centred.py, frozen.py) train the same M as on, with its defaults.
+# sg=constant's M reads nothing, so it keeps SGConfig's history 0 and no input norm.
 SG_OPTIONS = {name: SGConfig(name=name, scale=1.0, input_norm=InputNorm["rms"], history=16, target=Target["lambda"],
                              aux_weight=0.1 if name == "aux" else 1.0)
-              if name in M_METHODS else SGConfig(name=name)
+              if name in M_METHODS and name != "constant"
+              else SGConfig(name=name, scale=1.0, target=Target["lambda"]) if name == "constant" else SGConfig(name=name)
               for name in ("off", *M_METHODS, "oracle")}
 
 

@@ -51,7 +51,8 @@ T_ORDER = [3, 2, 4, 5]  # the data-efficiency figures' T first
 # The grids (``--set``): which presets of conf/experiment each runs. table1: Table 1 at CPU scale
 # (every preset but the long, horizon and paper-width ones); long: the same comparisons at ten
 # times the budget and more, to where each method stops (the ``*-long`` presets); horizon: the
-# plateau study's 20-minute cells, BPTT, DNI, the placebo and the oracle, 5 seeds (``*-horizon``).
+# plateau study's 20-minute cells, BPTT, DNI, the placebo and the oracle, 5 seeds, and full BPTT on
+# Copy (``*-horizon``).
 LONG, HORIZON = "-long", "-horizon"
 SETS = {"table1": lambda stem: "paper" not in stem and not stem.endswith((LONG, HORIZON)),
         "long": lambda stem: stem.endswith(LONG),
@@ -85,8 +86,9 @@ class Cell:
         if self.preset.endswith(LONG):  # every method at T=3 (full BPTT's T=1000 with them), PTB, then T=2, 4, 5
             block = 1 if self.task == "ptb" else 0 if self.T not in T_ORDER[1:] else 1 + t
             return (block, stage, self.T, self.task, self.preset, self.seed)
-        if self.preset.endswith(HORIZON):  # Copy T=3, Copy T=5, Repeat Copy T=3; each seed's methods side by side
-            return (self.task != "copy", self.T, self.seed, stage, self.preset)
+        if self.preset.endswith(HORIZON):  # Copy T=3 (full BPTT's T=1000 with it), Copy T=5, Repeat Copy T=3;
+            # each seed's methods side by side
+            return (self.task != "copy", self.T if self.T in T_ORDER else 3, self.seed, stage, self.preset)
         return (stage, t, self.task, self.preset, self.seed)
 
 

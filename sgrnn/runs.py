@@ -14,7 +14,7 @@ from sgrnn.config import flatten, schema_default
 
 
 METHODS = {"off": "BPTT", "on": "DNI", "aux": "DNI + Aux", "placebo": "Placebo", "batch-mean": "Batch mean", "centred": "Centred", "tracked": "Tracked mean",
-           "frozen": "Frozen random M", "oracle": "Oracle", "full": "Full BPTT"}
+           "frozen": "Frozen random M", "constant": "Learned constant", "oracle": "Oracle", "full": "Full BPTT"}
 # Truncation at or beyond this many steps is untruncated BPTT on Copy and Repeat Copy (no episode
 # of a Table 1 budget is this long): the "Full BPTT" ceiling (conf/experiment/*-full-bptt.yaml).
 FULL_T = 1000

@@ -178,15 +178,18 @@ def test_the_long_grid_is_the_long_presets_and_table1_has_none_of_them():
     assert later == sorted(later, key=lambda x: (x != "ptb", [2, 4, 5].index(x) if x != "ptb" else 0))
 
 
-def test_the_horizon_grid_is_the_plateau_study_s_60_cells_copy_t3_first():
+def test_the_horizon_grid_is_the_plateau_study_s_65_cells_copy_t3_first():
     horizon = grid_cells("horizon")
-    assert len(horizon) == 60 and all(c.preset.endswith("-horizon") for c in horizon)
+    assert len(horizon) == 65 and all(c.preset.endswith("-horizon") for c in horizon)
     assert not any(c.preset.endswith("-horizon") for c in grid_cells("table1") + grid_cells("long"))
     # Copy T=3 (each seed's four methods together), then Copy T=5, then Repeat Copy T=3
-    assert [(c.sg, c.seed) for c in horizon[:5]] == [("off", 200), ("on", 200), ("placebo", 200), ("oracle", 200),
-                                                     ("off", 201)]
+    assert [(c.preset.removeprefix("copy-"), c.seed) for c in horizon[:6]] == [
+        ("bptt-horizon", 200), ("dni-horizon", 200), ("placebo-horizon", 200), ("oracle-horizon", 200),
+        ("full-bptt-horizon", 200), ("bptt-horizon", 201)]
     blocks = [(c.task, c.T) for c in horizon]
-    assert blocks == [("copy", 3)] * 20 + [("copy", 5)] * 20 + [("repeat-copy", 3)] * 20
+    assert blocks == [("copy", 3)] * 4 + [("copy", 1000)] + [("copy", 3)] * 4 + [("copy", 1000)] + \
+        [("copy", 3)] * 4 + [("copy", 1000)] + [("copy", 3)] * 4 + [("copy", 1000)] + [("copy", 3)] * 4 + \
+        [("copy", 1000)] + [("copy", 5)] * 20 + [("repeat-copy", 3)] * 20
 
 
 def test_the_grid_is_the_presets_cells_in_their_sweep_folders():

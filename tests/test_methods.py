@@ -219,6 +219,42 @@ def test_centred_with_a_share_of_the_common_part_lies_on_the_line_from_centred_t
         check(make_config("sg=on", "sg.common=0.5"))
 
 
+def test_constant_is_dni_with_a_linear_M_whose_weights_are_zero():
+    """sg=constant gives every sequence b and regresses b onto on's targets: computed another way,
+    sg=on with a linear M whose weight matrix is 0 and whose bias is b gives the same core
+    gradient, the same target and the same gradient for b (and none for the constant's state
+    input: it has no weights)."""
+    task, ep, core, segments = episode(T=3, N=5)
+    B, seg = ep.x.shape[1], segments[1]
+    s_start = torch.randn(B, core.state_size, dtype=torch.float64)
+    on = method(core, scale=0.3)
+    random_M(on)
+    nn.init.zeros_(on.model.net[-1].weight)
+    cfg = make_config("sg=constant", "sg.target=bootstrap").sg
+    cfg.scale = 0.3
+    const = make_method(cfg, Context(core.state_size, core.state_size, torch.device("cpu"), core, task.loss))
+    const.model.double()
+    with torch.no_grad():
+        const.model.bias.copy_(on.model.net[-1].bias)
+    assert [p.shape for p in const.parameters()] == [torch.Size([core.state_size])]
+    got = {label: one_boundary(m, core, task, ep, seg, s_start) for label, m in (("on", on), ("constant", const))}
+    assert torch.equal(got["constant"][2].given, const.model.bias.expand(B, -1))  # b for every sequence
+    torch.testing.assert_close(got["constant"][0], got["on"][0], rtol=1e-10, atol=1e-12)  # the same target
+    for x, y in zip(got["constant"][1], got["on"][1]):  # the same core gradient
+        torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-12)
+    for label, m in (("on", on), ("constant", const)):  # b's regression: d/db = mean(b - target)
+        m.regress([(s_start, got[label][0], None)])
+    torch.testing.assert_close(const.model.bias.grad, on.model.net[-1].bias.grad, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(const.model.bias.grad, (const.model.bias - got["on"][0]).mean(0).detach(),
+                               rtol=1e-10, atol=1e-12)
+
+
+def test_constant_takes_no_input_options():
+    for option in ("sg.history=16", "sg.hidden_size=8", "sg.input_norm=rms", "sg.fit=ridge"):
+        with pytest.raises(UserError, match="sg=constant's M reads nothing"):
+            check(make_config("sg=constant", option))
+
+
 def test_param_cosine_is_one_for_the_true_gradient_and_the_placebo_has_no_sequence_specific_part():
     task, ep, core, segments = episode(T=3, N=6, B=64, layers=1)
     states, grads = future_gradients(core, task.loss, ep.x, ep.y, ep.mask, core.zero_state(64, "cpu").double(), 3)

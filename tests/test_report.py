@@ -46,8 +46,8 @@ def test_every_preset_composes_with_its_own_sweep_and_budget(preset):
     # the long presets: T=3 first, and only BPTT and DNI go on to T=2, 4, 5
     if task == "ptb":
         expected = [8, 20, 40] if method == "bptt" else [8]
-    elif horizon:  # the plateau study: Copy at T=3 and 5, Repeat Copy at 3
-        expected = [3, 5] if task == "copy" else [3]
+    elif horizon:  # the plateau study: Copy at T=3 and 5 (full BPTT: T=1000), Repeat Copy at 3
+        expected = [1000] if method == "full-bptt" else [3, 5] if task == "copy" else [3]
     elif long:
         expected = [1000] if method == "full-bptt" else [3, 2, 4, 5] if method in ("bptt", "dni") else [3]
     else:

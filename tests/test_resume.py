@@ -42,6 +42,7 @@ METHODS = {
     "aux": ["sg=aux"],
     "placebo": ["sg=placebo"],
     "frozen": ["sg=frozen"],  # its random map is in the checkpoint
+    "constant": ["sg=constant"],
     "tracked": ["sg=tracked", "sg.mean_decay=0.5"],  # its running means and its place in the episode too
     "oracle": ["sg=oracle"],
     "between-layers": ["sg=on", "sg.placement=between-layers", "sg.history=0", "model.num_layers=2"],

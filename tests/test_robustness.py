@@ -185,7 +185,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
 
 @pytest.mark.parametrize("args, line", [
     (["task=nope"], "sgrnn: error: unknown task option 'nope' (valid: copy, ptb, repeat-copy)"),
-    (["-m", "sg=off,maybe"], "sgrnn: error: unknown sg option 'maybe' (valid: aux, batch-mean, centred, frozen, off, on, oracle, placebo, tracked)"),
+    (["-m", "sg=off,maybe"], "sgrnn: error: unknown sg option 'maybe' (valid: aux, batch-mean, centred, constant, frozen, off, on, oracle, placebo, tracked)"),
     (["T=0"], "sgrnn: error: T must be positive, got 0"),
     (["-m", "experiment=copy-dni", "--cfg", "job"], "sgrnn: error: -m and --cfg: one of --multirun, --cfg, --info at a time "
      "(Hydra's modes); for a sweep's config, --cfg job with the sweep's first values"),

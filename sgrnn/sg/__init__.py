@@ -11,6 +11,7 @@ interface of :mod:`sgrnn.sg.base` that the trainer calls once per update:
 | centred | centred | ``Centred``: M trained as ``on``, every sequence given its prediction minus the batch's mean |
 | tracked | tracked | ``Tracked``: M trained as ``on``, the core given its prediction minus the batch's mean plus a running mean of M's targets at that boundary |
 | frozen | frozen | ``Frozen``: M trained as ``on``, the core given a fixed random map of M's input at M's norm |
+| constant | constant | ``Constant``: DNI with an M that reads nothing, one learned vector (a control) |
 | oracle | oracle | ``Oracle``: the exact future gradient |
 | on, ``sg.placement=between-layers`` | depth | ``Depth``: synthetic gradients between layers |
 
