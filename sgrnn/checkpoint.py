@@ -133,7 +133,10 @@ def restore(run, ckpt: dict) -> None:
     refused a checkpoint of another model or method, forced or not)."""
     run.core.load_state_dict(ckpt["core"])
     run.sg.load_state_dict(ckpt["sg"])
-    run.opt.load_state_dict(ckpt["opt"])
+    rates = [g["lr"] for g in run.opt.param_groups]  # the config's (optim.lr, sg.lr)
+    run.opt.load_state_dict(ckpt["opt"])  # Adam's moments, and the rates they were saved with
+    for group, lr in zip(run.opt.param_groups, rates):  # a forced resume with other rates runs at them
+        group["lr"] = lr
     torch.set_rng_state(ckpt["rng"])
     run.diag_rng.set_state(ckpt["diag_rng"])
     if ckpt["cuda_rng"] is not None and run.device.type == "cuda":

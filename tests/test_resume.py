@@ -240,3 +240,21 @@ def test_a_curriculum_run_stops_once_its_length_is_flat_and_goes_on_exactly_when
     assert last_gain(early["solved_at"]) > 0.6 * early["samples"]
     grown = trainer.train(make_config(*base), tmp_path / "flat")
     assert comparable(grown) == comparable(full)
+
+
+def test_a_forced_resume_with_other_learning_rates_runs_at_them(tmp_path):
+    """Adam's state comes back from the checkpoint, its rates from the config: a run resumed with
+    train.resume=force and a lower optim.lr (a step-size drop at a plateau) uses the lower rate."""
+    small = ["sg=on", "model.hidden_size=12", "task.batch_size=8", "device=cpu", "T=3", "train.threads=1"]
+    run = trainer.setup(make_config(*small), tmp_path / "a")
+    for _ in range(3):
+        trainer.update(run)
+    checkpoint.save(run, 1.0)
+    lower = trainer.setup(make_config(*small, "optim.lr=0.0001", "sg.lr=0.0002", "train.resume=force"), tmp_path / "b",
+                  ckpt=checkpoint.load(tmp_path / "a"))
+    assert lower.step == 3 and [g["lr"] for g in lower.opt.param_groups] == [1e-4, 2e-4]
+    moments = [lower.opt.state[p]["exp_avg"] for p in lower.core.parameters()]
+    saved = [run.opt.state[p]["exp_avg"] for p in run.core.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(moments, saved))
+    same = trainer.setup(make_config(*small), tmp_path / "c", ckpt=checkpoint.load(tmp_path / "a"))
+    assert [g["lr"] for g in same.opt.param_groups] == [3e-3, 1e-3]
