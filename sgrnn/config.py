@@ -291,12 +291,12 @@ TASKS = {
 # gradient made the true future gradient 10x larger and turned the parameter-space cosine
 # negative, -0.11); 0.1 solved 7 [7-8].
 # The controls (sgrnn/sg/placebo.py, batch_mean.py, centred.py, frozen.py) train the same M as on, with its defaults.
-# sg=constant's M reads nothing, so it keeps SGConfig's history 0 and no input norm.
 SG_OPTIONS = {name: SGConfig(name=name, scale=1.0, input_norm=InputNorm["rms"], history=16, target=Target["lambda"],
                              aux_weight=0.1 if name == "aux" else 1.0)
-              if name in M_METHODS and name != "constant"
-              else SGConfig(name=name, scale=1.0, target=Target["lambda"]) if name == "constant" else SGConfig(name=name)
+              if name in M_METHODS else SGConfig(name=name)
               for name in ("off", *M_METHODS, "oracle")}
+# sg=constant's M reads nothing: the same scale and target as on, no input window, no input norm.
+SG_OPTIONS["constant"] = SGConfig(name="constant", scale=1.0, target=Target["lambda"])
 
 
 def flatten(node: dict, prefix: str = "") -> dict:
