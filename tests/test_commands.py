@@ -187,9 +187,7 @@ def test_the_horizon_grid_is_the_plateau_study_s_65_cells_copy_t3_first():
         ("bptt-horizon", 200), ("dni-horizon", 200), ("placebo-horizon", 200), ("oracle-horizon", 200),
         ("full-bptt-horizon", 200), ("bptt-horizon", 201)]
     blocks = [(c.task, c.T) for c in horizon]
-    assert blocks == [("copy", 3)] * 4 + [("copy", 1000)] + [("copy", 3)] * 4 + [("copy", 1000)] + \
-        [("copy", 3)] * 4 + [("copy", 1000)] + [("copy", 3)] * 4 + [("copy", 1000)] + [("copy", 3)] * 4 + \
-        [("copy", 1000)] + [("copy", 5)] * 20 + [("repeat-copy", 3)] * 20
+    assert blocks == ([("copy", 3)] * 4 + [("copy", 1000)]) * 5 + [("copy", 5)] * 20 + [("repeat-copy", 3)] * 20
 
 
 def test_the_grid_is_the_presets_cells_in_their_sweep_folders():

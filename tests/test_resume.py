@@ -251,7 +251,7 @@ def test_a_forced_resume_with_other_learning_rates_runs_at_them(tmp_path):
         trainer.update(run)
     checkpoint.save(run, 1.0)
     lower = trainer.setup(make_config(*small, "optim.lr=0.0001", "sg.lr=0.0002", "train.resume=force"), tmp_path / "b",
-                  ckpt=checkpoint.load(tmp_path / "a"))
+                          ckpt=checkpoint.load(tmp_path / "a"))
     assert lower.step == 3 and [g["lr"] for g in lower.opt.param_groups] == [1e-4, 2e-4]
     moments = [lower.opt.state[p]["exp_avg"] for p in lower.core.parameters()]
     saved = [run.opt.state[p]["exp_avg"] for p in run.core.parameters()]

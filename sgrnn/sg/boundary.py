@@ -50,11 +50,14 @@ class BoundarySG(Method):
         steps = int(cfg.get("history", 0))
         self.history = InputHistory(steps, ctx.input_size, ctx.vocab_size) if steps else None
         extra = self.history.width if self.history else 0
-        self.model = make_m(self.size, cfg.hidden_size, cfg.dtype, input_block(cfg, ctx.top_size // 2), cfg,
-                            extra).to(ctx.device)
+        self.model = self.make_model(cfg, ctx, extra).to(ctx.device)
         self.scale, self.loss_weight, self.start_step = cfg.scale, cfg.loss_weight, cfg.start_step
         self.gamma = cfg.scale if cfg.scale_in_target else 1.0  # the weight of g_hat in M's target
         self.target = TARGETS[cfg.target](cfg, ctx, self.cols, self.gamma)
+
+    def make_model(self, cfg, ctx: Context, extra: int) -> torch.nn.Module:
+        """M: linear or MLP (sgrnn.sg.models) on the state's columns plus ``extra`` input columns."""
+        return make_m(self.size, cfg.hidden_size, cfg.dtype, input_block(cfg, ctx.top_size // 2), cfg, extra)
 
     def parameters(self):
         return [p for p in self.model.parameters() if p.requires_grad]

@@ -50,6 +50,5 @@ class ConstantM(nn.Module):
 
 @register("constant")
 class Constant(BoundarySG):
-    def __init__(self, cfg, ctx):
-        super().__init__(cfg, ctx)
-        self.model = ConstantM(self.size).to(ctx.device)
+    def make_model(self, cfg, ctx, extra: int) -> nn.Module:
+        return ConstantM(self.size)
