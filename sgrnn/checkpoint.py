@@ -48,6 +48,7 @@ def save(run, elapsed_s: float) -> Path:
         "task": run.task.state_dict(),
         "log": run.log.state_dict(),
         "state": run.state,
+        "grads": [p.grad for p in run.core.parameters()],  # summed so far (optim.step_every=episode), else None
     }
     folder = run.log.dir
     tmp = folder / (LATEST + ".tmp")
@@ -145,6 +146,8 @@ def restore(run, ckpt: dict) -> None:
     run.log.load_state_dict(ckpt["log"])
     run.state = None if ckpt["state"] is None else ckpt["state"].to(run.device)
     run.step = ckpt["step"]
+    for p, g in zip(run.core.parameters(), ckpt.get("grads") or []):  # (none in checkpoints before the option)
+        p.grad = None if g is None else g.to(run.device)
 
 
 # ---------------------------------------------------------------------------- resume policy

@@ -63,6 +63,7 @@ ThresholdUnit = choice("ThresholdUnit", "sequence", "bit")
 Protocol = choice("Protocol", "episodic", "continuous")
 InputNorm = choice("InputNorm", "none", "rms")
 Fit = choice("Fit", "adam", "ridge")
+StepEvery = choice("StepEvery", "segment", "episode")
 
 
 @dataclass
@@ -170,6 +171,11 @@ class ModelConfig:
 class OptimConfig:
     lr: float = field(default=3e-3, metadata=POSITIVE)  # Adam learning rate of the core (LSTM + readout); 3e-3 with batch 64 (docs/study/first-measurements.md)
     clip: float = field(default=1.0, metadata=NON_NEGATIVE)  # gradient-norm clip of the core's parameters (0 = off)
+    # segment: the core steps after every segment of T steps (truncated BPTT, DNI) | episode: its
+    # gradient is summed over an episode's segments and it steps once, at the episode's end (memory
+    # and compute still one segment at a time; with sg=oracle this is full BPTT's update). M steps
+    # every segment either way; train.max_steps and checkpoint_every count segments. Copy tasks only.
+    step_every: StepEvery = StepEvery["segment"]
 
 
 @dataclass
@@ -209,6 +215,10 @@ class Config:
         if self.train.stop_flat and self.train.max_samples and self.train.flat_after > self.train.max_samples:
             raise UserError(f"train.flat_after={self.train.flat_after} is past train.max_samples={self.train.max_samples}: "
                             "the run would never stop flat")
+        if self.optim.step_every == "episode" and self.task.get("protocol", "continuous") != "episodic":
+            raise UserError(f"optim.step_every=episode steps the core at each episode's end: task={self.task.name}"
+                            f"{' with task.protocol=continuous' if 'protocol' in self.task else ''} has no episodes "
+                            "(copy and repeat-copy with task.protocol=episodic do)")
         if self.sg.placement == "between-layers" and (self.sg.name != "on" or self.model.num_layers < 2):
             raise UserError("sg.placement=between-layers needs sg=on and model.num_layers >= 2")
         need, have = memory_estimate(self), physical_memory()

@@ -1,6 +1,7 @@
 """The truncated-BPTT trainer, with or without synthetic gradients (DNI section 3.1).
 
-One parameter update per segment of T steps. ``train(cfg, run_dir)`` is the whole experiment
+One parameter update per segment of T steps (``optim.step_every=episode``: the core's at an
+episode's end, its gradient summed over the episode's segments). ``train(cfg, run_dir)`` is the whole experiment
 (the CLI is a thin Hydra wrapper around it); tests call it with shrunken configs.
 """
 
@@ -131,13 +132,31 @@ def update(run: Run) -> None:
     if cfg.sg.clip and sg_stats is not None:
         clip_grad_norm_(sg.parameters(), cfg.sg.clip)
     clock.lap("sg")
-    grad_norm = clip_grad_norm_(core.parameters(), cfg.optim.clip) if cfg.optim.clip else None
-    run.opt.step()
-    run.opt.zero_grad(set_to_none=True)
+    grad_norm = step(run, cfg.optim.step_every == "segment" or seg.last)
     run.state, run.step = s_end.detach(), run.step + 1
     run.log.update(run.step, seg, loss.detach(), grad_norm, sg_stats, task.record(logits.detach(), seg))
     clock.lap("other")  # clipping, optimiser, bookkeeping, logging
     run.log.scalars(run.step, task.evaluate(core, run.step))
+
+
+def step(run: Run, core_too: bool) -> Optional[torch.Tensor]:
+    """The optimiser's step: M's group always; the core's when ``core_too`` (every segment, or
+    with optim.step_every=episode at an episode's end: until then its .grad sums the segments').
+    Returns the core's gradient norm before clipping when it stepped and is clipped."""
+    if not core_too:
+        core = list(run.core.parameters())
+        held = [p.grad for p in core]
+        for p in core:
+            p.grad = None  # Adam passes over a parameter without a gradient
+        run.opt.step()
+        run.opt.zero_grad(set_to_none=True)
+        for p, g in zip(core, held):
+            p.grad = g
+        return None
+    grad_norm = clip_grad_norm_(run.core.parameters(), run.cfg.optim.clip) if run.cfg.optim.clip else None
+    run.opt.step()
+    run.opt.zero_grad(set_to_none=True)
+    return grad_norm
 
 
 def train(cfg: DictConfig, run_dir: str | Path, slot: Slot = Slot()) -> dict:

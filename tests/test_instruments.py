@@ -56,6 +56,42 @@ def test_oracle_injection_over_an_episode_equals_full_bptt(tmp_path):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
+def test_the_oracle_stepping_once_an_episode_makes_exactly_full_bptts_update(tmp_path):
+    """optim.step_every=episode: the core's gradients summed over an episode's segments, each given
+    the exact future gradient, are full BPTT's gradient (float64); the core does not move before the
+    episode's end, and its one Adam step is full BPTT's."""
+    torch.set_default_dtype(torch.float64)
+    try:
+        small = [o for o in SMALL if o != "T=3"] + ["optim.clip=0"]
+        runs = {"oracle": setup(make_config("sg=oracle", "optim.step_every=episode", "T=3", *small), tmp_path / "o"),
+                "full": setup(make_config("sg=off", "T=64", *small), tmp_path / "f")}  # N=4: 9 steps, one segment
+        seen = {}
+        for name, run in runs.items():
+            real = run.opt.step
+
+            def recorded(name=name, run=run, real=real):
+                if run.core.layers[0].weight_hh_l0.grad is not None:
+                    seen[name] = [p.grad.clone() for p in run.core.parameters()]
+                return real()
+
+            run.opt.step = recorded
+        start = [p.detach().clone() for p in runs["oracle"].core.parameters()]
+        assert start[0].dtype == torch.float64
+        for _ in range(2):  # the episode's segments 1 and 2 of 3
+            update(runs["oracle"])
+            assert "oracle" not in seen
+            assert all(torch.equal(a, p) for a, p in zip(start, runs["oracle"].core.parameters()))
+        update(runs["oracle"])
+        update(runs["full"])
+        assert runs["oracle"].step == 3 and runs["full"].step == 1
+        for a, b in zip(seen["oracle"], seen["full"]):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+        for a, b in zip(runs["oracle"].core.parameters(), runs["full"].core.parameters()):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
 class Shift(nn.Module):
     """A 'core' whose output at t depends only on the input at t - lag."""
 

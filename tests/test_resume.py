@@ -45,6 +45,7 @@ METHODS = {
     "constant": ["sg=constant"],
     "tracked": ["sg=tracked", "sg.mean_decay=0.5"],  # its running means and its place in the episode too
     "oracle": ["sg=oracle"],
+    "on-episode": ["sg=on", "optim.step_every=episode"],  # the core's summed gradient mid-episode is in the checkpoint
     "between-layers": ["sg=on", "sg.placement=between-layers", "sg.history=0", "model.num_layers=2"],
 }
 CASES = [(m, "copy") for m in METHODS] + [("on-lambda", "repeat-copy"), ("aux", "repeat-copy"),

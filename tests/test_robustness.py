@@ -280,6 +280,9 @@ def test_the_ptb_node_is_checked_too(args):
         check(make_config(*args))
     with pytest.raises(UserError, match=r"^train\.stop_flat needs a curriculum task \(copy, repeat-copy\), not task=ptb"):
         check(make_config("task=ptb", "train.stop_flat=0.3"))
+    for task in (["task=ptb"], ["task=copy", "task.protocol=continuous"]):
+        with pytest.raises(UserError, match=r"^optim\.step_every=episode steps the core at each episode's end: task=.* has no episodes"):
+            check(make_config(*task, "optim.step_every=episode"))
 
 
 def test_two_processes_for_one_folder_one_trains_the_other_exits_2_touching_nothing(tmp_path):
