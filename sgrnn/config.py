@@ -174,7 +174,7 @@ class OptimConfig:
     # segment: the core steps after every segment of T steps (truncated BPTT, DNI) | episode: its
     # gradient is summed over an episode's segments and it steps once, at the episode's end (memory
     # and compute still one segment at a time; with sg=oracle this is full BPTT's update). M steps
-    # every segment either way; train.max_steps and checkpoint_every count segments. Copy tasks only.
+    # every segment either way; train.max_steps and checkpoint_every count segments. Episodic Copy tasks only.
     step_every: StepEvery = StepEvery["segment"]
 
 

@@ -1,8 +1,8 @@
 """The truncated-BPTT trainer, with or without synthetic gradients (DNI section 3.1).
 
 One parameter update per segment of T steps (``optim.step_every=episode``: the core's at an
-episode's end, its gradient summed over the episode's segments). ``train(cfg, run_dir)`` is the whole experiment
-(the CLI is a thin Hydra wrapper around it); tests call it with shrunken configs.
+episode's end, its gradient summed over the episode's segments). ``train(cfg, run_dir)`` is the
+whole experiment (the CLI is a thin Hydra wrapper around it); tests call it with shrunken configs.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class Run:
     log: RunLog
     diag_rng: torch.Generator  # held-out data for the instruments (sgrnn.diag), apart from training data
     state: Optional[torch.Tensor] = None  # the recurrent state carried into the next segment
-    step: int = 0  # parameter updates done
+    step: int = 0  # segments trained on: updates, one a segment (the core's once an episode with optim.step_every=episode)
 
 
 FIND = object()  # setup's default: look for the run folder's checkpoint
