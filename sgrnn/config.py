@@ -176,11 +176,6 @@ class OptimConfig:
     # and compute still one segment at a time; with sg=oracle this is full BPTT's update). M steps
     # every segment either way; train.max_steps and checkpoint_every count segments. Episodic Copy tasks only.
     step_every: StepEvery = StepEvery["segment"]
-    # The core's Adam rate at each update is lr / k**lr_segments, k the segments of T steps in the
-    # current episode (ceil(episode length / T), growing with the curriculum): 0 = lr every segment;
-    # 1 = an episode's k steps move the core about as far as full BPTT's one step of lr (k = 1 at
-    # T >= the episode). Episodic Copy tasks with optim.step_every=segment only.
-    lr_segments: float = field(default=0.0, metadata=UNIT)
 
 
 @dataclass
@@ -224,13 +219,6 @@ class Config:
             raise UserError(f"optim.step_every=episode steps the core at each episode's end: task={self.task.name}"
                             f"{' with task.protocol=continuous' if 'protocol' in self.task else ''} has no episodes "
                             "(copy and repeat-copy with task.protocol=episodic do)")
-        if self.optim.lr_segments and (self.optim.step_every == "episode"
-                                       or self.task.get("protocol", "continuous") != "episodic"):
-            raise UserError(f"optim.lr_segments={self.optim.lr_segments} divides the core's rate by the segments of "
-                            f"each episode: it needs episodes stepped once a segment (copy and repeat-copy with "
-                            f"task.protocol=episodic, optim.step_every=segment), not task={self.task.name}"
-                            f"{' with task.protocol=' + self.task.protocol if 'protocol' in self.task else ''}, "
-                            f"optim.step_every={self.optim.step_every}")
         if self.sg.placement == "between-layers" and (self.sg.name != "on" or self.model.num_layers < 2):
             raise UserError("sg.placement=between-layers needs sg=on and model.num_layers >= 2")
         need, have = memory_estimate(self), physical_memory()

@@ -132,17 +132,17 @@ def update(run: Run) -> None:
     if cfg.sg.clip and sg_stats is not None:
         clip_grad_norm_(sg.parameters(), cfg.sg.clip)
     clock.lap("sg")
-    grad_norm = step(run, cfg.optim.step_every == "segment" or seg.last, cfg.optim.lr / seg.segments ** cfg.optim.lr_segments)
+    grad_norm = step(run, cfg.optim.step_every == "segment" or seg.last)
     run.state, run.step = s_end.detach(), run.step + 1
     run.log.update(run.step, seg, loss.detach(), grad_norm, sg_stats, task.record(logits.detach(), seg))
     clock.lap("other")  # clipping, optimiser, bookkeeping, logging
     run.log.scalars(run.step, task.evaluate(core, run.step))
 
 
-def step(run: Run, core_too: bool, lr: float) -> Optional[torch.Tensor]:
-    """The optimiser's step: M's group always; the core's, at rate ``lr``, when ``core_too`` (every
-    segment, or with optim.step_every=episode at an episode's end: until then its .grad sums the
-    segments'). Returns the core's gradient norm before clipping when it stepped and is clipped."""
+def step(run: Run, core_too: bool) -> Optional[torch.Tensor]:
+    """The optimiser's step: M's group always; the core's when ``core_too`` (every segment, or
+    with optim.step_every=episode at an episode's end: until then its .grad sums the segments').
+    Returns the core's gradient norm before clipping when it stepped and is clipped."""
     if not core_too:
         core = list(run.core.parameters())
         held = [p.grad for p in core]
@@ -154,7 +154,6 @@ def step(run: Run, core_too: bool, lr: float) -> Optional[torch.Tensor]:
             p.grad = g
         return None
     grad_norm = clip_grad_norm_(run.core.parameters(), run.cfg.optim.clip) if run.cfg.optim.clip else None
-    run.opt.param_groups[0]["lr"] = lr  # the core's group (optim.lr_segments)
     run.opt.step()
     run.opt.zero_grad(set_to_none=True)
     return grad_norm

@@ -92,29 +92,6 @@ def test_the_oracle_stepping_once_an_episode_makes_exactly_full_bptts_update(tmp
         torch.set_default_dtype(torch.float32)
 
 
-def test_lr_segments_divides_the_cores_rate_by_the_episodes_segments(tmp_path):
-    """optim.lr_segments=p: each segment's core step is Adam's at lr / k**p, k the episode's segments
-    (float64: the same parameters as a run at that constant rate); M keeps sg.lr; k = 1 changes nothing."""
-    torch.set_default_dtype(torch.float64)
-    try:
-        runs = {name: setup(make_config("sg=on", *opts, *SMALL), tmp_path / name)  # N=4: 9 steps, k=3 at T=3
-                for name, opts in {"p1": ["optim.lr_segments=1", "optim.lr=0.003"], "lr": ["optim.lr=0.001"],
-                                   "half": ["optim.lr_segments=0.5", "optim.lr=0.003"]}.items()}
-        for _ in range(6):  # two episodes
-            for run in runs.values():
-                update(run)
-        assert runs["p1"].task.curriculum.N == 4
-        for a, b in zip(runs["p1"].core.parameters(), runs["lr"].core.parameters()):
-            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
-        assert not all(torch.equal(a, b) for a, b in zip(runs["half"].core.parameters(), runs["lr"].core.parameters()))
-        assert [g["lr"] for g in runs["half"].opt.param_groups] == [0.003 / 3 ** 0.5, runs["half"].cfg.sg.lr]
-        full = setup(make_config("sg=off", "optim.lr_segments=1", *[o for o in SMALL if o != "T=3"], "T=64"), tmp_path / "f")
-        update(full)
-        assert full.opt.param_groups[0]["lr"] == full.cfg.optim.lr  # one segment an episode: k = 1
-    finally:
-        torch.set_default_dtype(torch.float32)
-
-
 class Shift(nn.Module):
     """A 'core' whose output at t depends only on the input at t - lag."""
 

@@ -283,10 +283,6 @@ def test_the_ptb_node_is_checked_too(args):
     for task in (["task=ptb"], ["task=copy", "task.protocol=continuous"]):
         with pytest.raises(UserError, match=r"^optim\.step_every=episode steps the core at each episode's end: task=.* has no episodes"):
             check(make_config(*task, "optim.step_every=episode"))
-        with pytest.raises(UserError, match=r"^optim\.lr_segments=1\.0 divides the core's rate by the segments of each episode: .*not task="):
-            check(make_config(*task, "optim.lr_segments=1"))
-    with pytest.raises(UserError, match=r"^optim\.lr_segments=0\.5 .*optim\.step_every=episode$"):
-        check(make_config("task=copy", "optim.lr_segments=0.5", "optim.step_every=episode"))
 
 
 def test_two_processes_for_one_folder_one_trains_the_other_exits_2_touching_nothing(tmp_path):

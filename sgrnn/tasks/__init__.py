@@ -29,7 +29,6 @@ class Segment:
     mask: Optional[torch.Tensor]  # [T', 1, 1] 1 where scored (None: every step is scored)
     first: bool  # starts from a reset state: no boundary, so no synthetic-gradient target here
     last: bool  # the episode ends here: the future gradient is exactly 0
-    segments: int = 1  # segments of T steps in this segment's episode (1 where there are no episodes)
 
 
 class Stream(Protocol):

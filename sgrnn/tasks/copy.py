@@ -184,8 +184,7 @@ class CopyStream:
         ep, L, t = self.episode, self.episode.x.shape[0], self.pos
         seg = slice(t, min(t + self.T, L))
         self.pos += self.T
-        return Segment(ep.x[seg], ep.y[seg], ep.mask[seg], first=t == 0, last=t + self.T >= L,
-                       segments=-(-L // self.T))
+        return Segment(ep.x[seg], ep.y[seg], ep.mask[seg], first=t == 0, last=t + self.T >= L)
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.task.loss(logits, y, mask)
